@@ -1,0 +1,48 @@
+# Crossroads: `make run` and `make test` are all you need. `make help` lists every target.
+SHELL := /bin/bash
+PY := .venv/bin/python
+export PYTHONPATH := $(CURDIR)
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.DEFAULT_GOAL := help
+.PHONY: help install run train test test-unit validate evaluate content-check content-sync lock clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-15s %s\n", $$1, $$2}'
+
+install: ## create .venv (Python 3.10) and install the locked dependencies; quick when done
+	@bash scripts/install.sh
+
+run: install ## train if needed, then start Rasa, the action server and the gateway (web chat on :8000)
+	@$(PY) -m bot run
+
+train: install ## train the model when training data or config changed (shows progress and time)
+	@$(PY) -m bot model train
+
+test: install ## the whole suite: unit tests, data validation, test stories, end-to-end web chat
+	@$(PY) -m bot model train
+	@$(PY) -m pytest
+
+test-unit: install ## only the fast tests (no trained model, no servers)
+	@$(PY) -m pytest -m "not slow"
+
+validate: install ## rasa data validate --fail-on-warnings
+	@.venv/bin/rasa data validate --fail-on-warnings
+
+evaluate: install ## score intents per language on the held-out split (reports/nlu/)
+	@$(PY) -m bot nlu evaluate
+
+content-check: install ## per-language coverage of the answers; fails below 100% for launch languages
+	@$(PY) -m bot content check
+
+content-sync: install ## copy English answers into domain.yml's responses
+	@$(PY) -m bot content sync-domain
+
+lock: install ## re-resolve requirements.in into requirements.lock (then commit it)
+	@tmp=$$(mktemp -d) && python3.10 -m venv $$tmp/v 2>/dev/null || $(PY) -m venv $$tmp/v; \
+	$$tmp/v/bin/pip install -q -r requirements.in && $$tmp/v/bin/pip check && \
+	$$tmp/v/bin/pip freeze --exclude-editable | grep -viE '^(pip|setuptools|wheel)==' > requirements.lock && \
+	rm -rf $$tmp && echo "requirements.lock updated"
+
+clean: ## remove trained models, reports and local databases (keeps .venv and .env)
+	rm -rf models reports/nlu/work var .pytest_cache
