@@ -1,0 +1,1 @@
+"""Custom actions. Domain logic lives in `bot/` and is imported, so it is tested without Rasa."""

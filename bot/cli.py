@@ -1,0 +1,190 @@
+"""`python -m bot …`: one entry point for people running and maintaining Crossroads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from bot.settings import ROOT
+
+ENV_FILE = ROOT / ".env"
+GENERATED_SECRETS = ("RASA_TOKEN", "NLG_TOKEN", "PSEUDONYM_KEY")
+
+
+def ensure_env(path: Path = ENV_FILE) -> List[str]:
+    """Create or complete .env with random development secrets; returns the keys it added."""
+    from bot.settings import read_env_file
+
+    existing = read_env_file(path)
+    added = [k for k in GENERATED_SECRETS if not existing.get(k)]
+    if added:
+        with path.open("a", encoding="utf-8") as handle:
+            if not existing:
+                handle.write("# Local settings (not committed). See README.md, Configuration.\n")
+            for key in added:
+                handle.write(f"{key}={secrets.token_urlsafe(32)}\n")
+        path.chmod(0o600)
+    return added
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    added = ensure_env()
+    if added:
+        print(f"run: wrote new development secrets to .env ({', '.join(added)})")
+    from bot.db import Database
+    from bot.settings import load_settings
+    from bot.supervisor import commands, environment, supervise
+    from bot.training import model_path, train
+
+    settings = load_settings()
+    Database(settings.database_url).upgrade()
+    model = model_path() if args.no_train else train()
+    if not model.exists():
+        print("run: no trained model; run without --no-train", file=sys.stderr)
+        return 1
+    print(f"run: web chat at http://localhost:{settings.gateway_port}  (Ctrl-C stops everything)", flush=True)
+    return supervise(commands(settings, model), environment(settings))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from bot.training import train
+
+    train(force=args.force)
+    return 0
+
+
+def cmd_model_path(args: argparse.Namespace) -> int:
+    from bot.training import model_path
+
+    print(model_path())
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from bot.evaluate import TARGET_MACRO_F1, run
+
+    languages = run()
+    below = {l: v["macro_f1"] for l, v in languages.items() if v["macro_f1"] < TARGET_MACRO_F1}
+    if below:
+        print(f"evaluate: below the macro-F1 target {TARGET_MACRO_F1}: {below}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_content_check(args: argparse.Namespace) -> int:
+    from bot.content import ContentStore
+
+    report = ContentStore().coverage()
+    failed = False
+    print(f"{'language':<10}{'coverage':>10}  native review  problems")
+    for code, row in report.items():
+        print(f"{code:<10}{row['present']:>4}/{row['total']:<4} {row['coverage']:>5.0%}  "
+              f"{'yes' if row['native_review'] else 'no':<13}  {len(row['problems'])}")
+        for key in row["missing"]:
+            print(f"    missing: {key}")
+        for key in row["extra"]:
+            print(f"    not in English (unused): {key}")
+        for problem in row["problems"]:
+            print(f"    problem: {problem}")
+        launch = code in args.required
+        if row["problems"] or (launch and row["coverage"] < 1.0):
+            failed = True
+    if failed:
+        print("content check: FAILED (launch languages need 100% and no problems)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_content_sync(args: argparse.Namespace) -> int:
+    from bot.content import ContentStore, sync_domain
+
+    changed = sync_domain(ROOT / "domain.yml", ContentStore(), write=not args.check)
+    if args.check and changed:
+        print("domain.yml responses differ from data/content/en.yml: run `python -m bot content sync-domain`",
+              file=sys.stderr)
+        return 1
+    print("domain.yml " + ("updated" if changed else "already in step"))
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from bot.db import Database
+    from bot.settings import load_settings
+
+    Database(load_settings().database_url).upgrade()
+    print("database: up to date")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from bot.settings import load_settings
+
+    print(json.dumps(load_settings().describe(), indent=2))
+    return 0
+
+
+LAUNCH_LANGUAGES = ["en", "fr", "ar", "es", "fa", "ti"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bot", description="Crossroads: run, train, evaluate, check content.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train if needed, then start Rasa, actions and the gateway",
+                         description="Start everything for development (Ctrl-C stops all processes).")
+    run.add_argument("--no-train", action="store_true", help="use the existing model, never train")
+    run.set_defaults(func=cmd_run)
+
+    model = sub.add_parser("model", help="train the model or show its path", description="The Rasa model.")
+    msub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    t = msub.add_parser("train", help="train when training data or config changed", description="Train the model.")
+    t.add_argument("--force", action="store_true", help="train even when an up-to-date model exists")
+    t.set_defaults(func=cmd_train)
+    mp = msub.add_parser("path", help="print the path the current model has or will have", description="Model path.")
+    mp.set_defaults(func=cmd_model_path)
+
+    nlu = sub.add_parser("nlu", help="evaluate intent classification", description="NLU tools.")
+    nsub = nlu.add_subparsers(dest="nlu_command", required=True, metavar="ACTION")
+    ev = nsub.add_parser("evaluate", help="train on the training split and score the held-out split per language",
+                         description="Writes reports/nlu/summary.json and report.md; exit 1 below target.")
+    ev.set_defaults(func=cmd_evaluate)
+
+    content = sub.add_parser("content", help="check or sync the answers in data/content", description="Content tools.")
+    csub = content.add_subparsers(dest="content_command", required=True, metavar="ACTION")
+    ch = csub.add_parser("check", help="coverage per language; fails below 100%% for launch languages",
+                         description="Print coverage and problems per language.")
+    ch.add_argument("--required", nargs="*", default=LAUNCH_LANGUAGES, metavar="LANG",
+                    help="languages that must be complete (default: the launch languages)")
+    ch.set_defaults(func=cmd_content_check)
+    sy = csub.add_parser("sync-domain", help="copy English answers into domain.yml's responses",
+                         description="Keep domain.yml's responses in step with data/content/en.yml.")
+    sy.add_argument("--check", action="store_true", help="only report whether domain.yml is out of step")
+    sy.set_defaults(func=cmd_content_sync)
+
+    db = sub.add_parser("db", help="database migrations", description="Database tools.")
+    dsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = dsub.add_parser("upgrade", help="apply every migration", description="Apply migrations (idempotent).")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    cfg = sub.add_parser("config", help="print the effective settings (secrets masked)", description="Show settings.")
+    cfg.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a clear message instead of a traceback for expected errors
+        from bot.errors import CrossroadsError
+
+        if isinstance(exc, CrossroadsError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise

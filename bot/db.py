@@ -1,0 +1,147 @@
+"""Gateway database: SQLAlchemy models and a lazily created engine.
+
+SQLite by default (a file under var/), PostgreSQL in production: the same models and migrations.
+Schema changes are Alembic migrations in bot/migrations (``python -m bot db upgrade``).
+Nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, declarative_base, sessionmaker
+
+Base = declarative_base()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Conversation(Base):
+    """One person on one channel. `id` is the pseudonymous sender id that Rasa sees."""
+
+    __tablename__ = "conversations"
+
+    id = Column(String(64), primary_key=True)
+    channel = Column(String(32), nullable=False)
+    language = Column(String(16), nullable=True)
+    # how the language was set: detected (first message), suggested (channel/browser) or chosen
+    language_source = Column(String(16), nullable=True)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    last_activity_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class Message(Base):
+    """A message in or out, kept for the transcript a counsellor sees."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("conversation_id", "channel_message_id", name="uq_message_channel_id"),)
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    conversation_id = Column(String(64), ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False, index=True)
+    direction = Column(String(8), nullable=False)  # in | out
+    sender = Column(String(16), nullable=False)  # user | bot | counsellor
+    channel_message_id = Column(String(128), nullable=True)
+    text = Column(Text, nullable=False, default="")
+    payload = Column(String(256), nullable=True)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class Handoff(Base):
+    """A request for a human counsellor (the queue and console build on this)."""
+
+    __tablename__ = "handoffs"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    conversation_id = Column(String(64), ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False, index=True)
+    status = Column(String(16), nullable=False, default="waiting")
+    priority = Column(String(16), nullable=False, default="normal")
+    reason = Column(String(64), nullable=False)
+    urgent = Column(Boolean, nullable=False, default=False)
+    waiting_since = Column(DateTime, nullable=False, default=utcnow)
+    last_activity_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class HandoffEvent(Base):
+    """Audit log: every status, priority or assignment change of a handoff."""
+
+    __tablename__ = "handoff_events"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    handoff_id = Column(Integer, ForeignKey("handoffs.id", ondelete="CASCADE"), nullable=False, index=True)
+    kind = Column(String(32), nullable=False)
+    detail = Column(String(256), nullable=True)
+    actor = Column(String(64), nullable=False, default="system")
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class Database:
+    """Engine and session factory for one URL; create with `Database(url)`, nothing happens before use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Optional[Engine] = None
+        self._sessions: Optional[sessionmaker] = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            kwargs = {"future": True, "pool_pre_ping": True}
+            if self.url.startswith("sqlite"):
+                path = self.url.split("///", 1)[-1]
+                if path and path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            self._engine = create_engine(self.url, **kwargs)
+            if self.url.startswith("sqlite"):
+                event.listen(self._engine, "connect", _sqlite_pragmas)
+        return self._engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        if self._sessions is None:
+            self._sessions = sessionmaker(bind=self.engine, future=True, expire_on_commit=False)
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def upgrade(self) -> None:
+        """Apply every migration (idempotent)."""
+        from bot.migrations import upgrade
+
+        upgrade(self.engine)
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()

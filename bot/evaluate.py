@@ -1,0 +1,97 @@
+"""`make evaluate`: train on the fixed training split, score intents on the held-out split.
+
+Writes reports/nlu/summary.json ({"languages": {lang: {"accuracy", "macro_f1", "n"}}}) and
+reports/nlu/report.md (per-language table and the most confused intent pairs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+from bot.settings import ROOT
+from bot.training import rasa_executable, split_examples, write_nlu
+
+REPORT_DIR = ROOT / "reports" / "nlu"
+TARGET_MACRO_F1 = 0.90
+
+
+def _train_split_model(train_file: Path, work: Path) -> Path:
+    digest = hashlib.sha256(train_file.read_bytes() + (ROOT / "config.yml").read_bytes()).hexdigest()[:12]
+    model = work / f"eval-{digest}.tar.gz"
+    if model.exists():
+        print(f"evaluate: reusing {model.relative_to(ROOT)} (same training split and config)", flush=True)
+        return model
+    print("evaluate: training on the training split", flush=True)
+    start = time.monotonic()
+    subprocess.run([rasa_executable(), "train", "nlu", "--config", "config.yml", "--nlu", str(train_file),
+                    "--out", str(work), "--fixed-model-name", model.name[:-len(".tar.gz")]], cwd=ROOT, check=True)
+    print(f"evaluate: trained in {time.monotonic() - start:.0f}s", flush=True)
+    return model
+
+
+async def _predict(model: Path, texts: List[str]) -> List[str]:
+    from rasa.core.agent import Agent
+
+    agent = Agent.load(str(model))
+    predictions = []
+    for text in texts:
+        parsed = await agent.parse_message(text)
+        predictions.append((parsed.get("intent") or {}).get("name") or "none")
+    return predictions
+
+
+def score(pairs: List[Tuple[str, str]], predicted: List[str]) -> Dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    truth = [intent for _, intent in pairs]
+    labels = sorted(set(truth))
+    return {
+        "accuracy": round(float(accuracy_score(truth, predicted)), 4),
+        "macro_f1": round(float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)), 4),
+        "n": len(truth),
+    }
+
+
+def run(nlu_dir: Path = ROOT / "data" / "nlu", report_dir: Path = REPORT_DIR) -> Dict[str, Dict]:
+    logging.getLogger("rasa").setLevel(logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    work = report_dir / "work"
+    train, test = split_examples(nlu_dir)
+    train_file = work / "train.yml"
+    write_nlu(train, train_file)
+    model = _train_split_model(train_file, work)
+    ordered = [(lang, text, intent) for lang in sorted(test) for text, intent in test[lang]]
+    print(f"evaluate: scoring {len(ordered)} held-out examples", flush=True)
+    predicted = asyncio.run(_predict(model, [t for _, t, _ in ordered]))
+    languages, confusions = {}, Counter()
+    for lang in sorted(test):
+        idx = [i for i, item in enumerate(ordered) if item[0] == lang]
+        pairs = [(ordered[i][1], ordered[i][2]) for i in idx]
+        languages[lang] = score(pairs, [predicted[i] for i in idx])
+        for i in idx:
+            if predicted[i] != ordered[i][2]:
+                confusions[(lang, ordered[i][2], predicted[i])] += 1
+    summary = {"languages": languages, "target_macro_f1": TARGET_MACRO_F1,
+               "split": "1 in 5 examples held out by a hash of language and text (bot/training.py)"}
+    summary_path = report_dir / "summary.json"
+    previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    for key, value in previous.items():
+        summary.setdefault(key, value)  # keep sections other steps add (e.g. safety)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    lines = ["# NLU evaluation (held-out split)", "", "| language | macro-F1 | accuracy | n |", "|---|---|---|---|"]
+    lines += [f"| {l} | {v['macro_f1']:.3f} | {v['accuracy']:.3f} | {v['n']} |" for l, v in languages.items()]
+    lines += ["", "## Most confused (language, true → predicted, count)", ""]
+    lines += [f"- {l}: {t} → {p} ({c})" for (l, t, p), c in confusions.most_common(25)]
+    (report_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines[:4 + len(languages)]), flush=True)
+    return languages

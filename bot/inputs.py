@@ -1,0 +1,75 @@
+"""What the gateway does to user input before Rasa sees it.
+
+Rasa parses any text that starts with `/` as an intent with entities (`/restart`,
+`/handoff{"x":1}`) on every channel. Users must not be able to do that, so:
+- typed text has leading slashes removed (after mapping the few commands we support);
+- button payloads are forwarded only when they are payloads the assistant itself offered.
+Empty text, text over the size limit and control characters are handled here too.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Optional, Set
+
+from bot.errors import InputRejected
+
+# Explicit commands (Telegram style, also accepted on every other channel).
+COMMANDS = {
+    "start": "/greet",
+    "help": "/greet",
+    "language": "/change_language",
+    "lang": "/change_language",
+    "delete": "/delete_my_data",
+    "stop": "/stop",
+    "human": "/talk_to_human",
+}
+_COMMAND = re.compile(r"^/([A-Za-z_]+)(?:@[A-Za-z0-9_]+)?\s*$")
+# Control characters except tab and newline; also lone surrogates and the BOM.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufeff\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The message to send to Rasa and whether it came from the assistant (a payload)."""
+
+    message: str
+    trusted: bool
+
+
+def clean_text(text: str, max_chars: int) -> str:
+    """Normalise, drop control characters, refuse empty and oversize messages."""
+    if not isinstance(text, str):
+        raise InputRejected("not_text", "utter_input_empty")
+    text = _CONTROL.sub("", unicodedata.normalize("NFC", text)).strip()
+    if not text:
+        raise InputRejected("empty", "utter_input_empty")
+    if len(text) > max_chars:
+        raise InputRejected("too_long", "utter_input_too_long", max_chars=max_chars)
+    return text
+
+
+def neutralise(text: str) -> str:
+    """Remove the leading slashes that would make Rasa read text as an intent."""
+    stripped = text
+    while stripped.startswith("/") or stripped[:1].isspace():
+        stripped = stripped[1:]
+    return stripped
+
+
+def prepare(text: Optional[str], payload: Optional[str], allowed_payloads: Set[str], max_chars: int) -> Prepared:
+    """Turn what the user sent into what Rasa receives; raise InputRejected when nothing usable."""
+    if payload is not None:
+        if isinstance(payload, str) and payload in allowed_payloads:
+            return Prepared(payload, trusted=True)
+        text = payload if text is None else text  # an unknown payload is just text
+    cleaned = clean_text(text if text is not None else "", max_chars)
+    command = _COMMAND.match(cleaned)
+    if command and command.group(1).lower() in COMMANDS:
+        return Prepared(COMMANDS[command.group(1).lower()], trusted=True)
+    safe = neutralise(cleaned)
+    if not safe:
+        raise InputRejected("empty", "utter_input_empty")
+    return Prepared(safe, trusted=False)

@@ -1,0 +1,122 @@
+"""All settings in one place.
+
+Order of precedence: the process environment, then the `.env` file in the project root, then the
+default below. A required setting without a value fails at start with the name of the variable.
+Secrets print as ``****``. Every variable is documented in README.md ("Configuration").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Dict, Mapping, Optional
+
+from bot.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def read_env_file(path: Path) -> Dict[str, str]:
+    """Parse a simple KEY=VALUE file (comments and blank lines ignored, optional quotes)."""
+    values: Dict[str, str] = {}
+    if not path.exists():
+        return values
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise ConfigError(f"{path}:{number}: expected KEY=VALUE")
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+class Secret(str):
+    """A string that does not show itself in repr/str output meant for logs."""
+
+    def __repr__(self) -> str:
+        return "'****'"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+    def __str__(self) -> str:
+        return "****"
+
+    def __format__(self, spec: str) -> str:
+        return "****"
+
+
+def _secret(value: str) -> Secret:
+    if len(value) < 16:
+        raise ValueError("must be at least 16 characters")
+    return Secret(value)
+
+
+def _setting(default: Optional[str], cast: Callable[[str], object] = str, *, help: str) -> object:
+    return field(default=None, metadata={"default": default, "cast": cast, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Gateway settings; build with :func:`load_settings`."""
+
+    database_url: str = _setting(
+        f"sqlite:///{ROOT / 'var' / 'crossroads.db'}", help="SQLAlchemy URL of the gateway database"
+    )
+    rasa_url: str = _setting("http://127.0.0.1:5005", help="Base URL of the Rasa server")
+    rasa_token: Secret = _setting(None, _secret, help="Token of Rasa's HTTP API (--auth-token)")
+    nlg_token: Secret = _setting(None, _secret, help="Token Rasa sends to the gateway's /nlg endpoint")
+    pseudonym_key: Secret = _setting(None, _secret, help="Key of the keyed hash that makes sender ids")
+    gateway_host: str = _setting("127.0.0.1", help="Address the gateway listens on")
+    gateway_port: int = _setting("8000", int, help="Port the gateway listens on")
+    default_language: str = _setting("en", help="Language used when none is known")
+    max_message_chars: int = _setting("2000", int, help="Longest user message accepted")
+    rasa_timeout_seconds: float = _setting("30", float, help="How long to wait for Rasa's answer")
+    log_level: str = _setting("INFO", help="Log level of the gateway")
+    content_dir: Path = _setting(str(ROOT / "data" / "content"), Path, help="Folder of content files")
+
+    def describe(self) -> Dict[str, str]:
+        """Each setting with secrets masked (safe to print)."""
+        return {f.name: repr(getattr(self, f.name)) if isinstance(getattr(self, f.name), Secret)
+                else str(getattr(self, f.name)) for f in fields(self)}
+
+
+ENV_NAMES = {f.name: f.name.upper() for f in fields(Settings)}
+
+
+def load_settings(
+    environ: Optional[Mapping[str, str]] = None, env_file: Optional[Path] = None
+) -> Settings:
+    """Read settings from the environment, then `.env`, then defaults; fail loudly when wrong."""
+    environ = os.environ if environ is None else environ
+    file_values = read_env_file(env_file if env_file is not None else ROOT / ".env")
+    values = {}
+    problems = []
+    for f in fields(Settings):
+        name = ENV_NAMES[f.name]
+        raw = environ.get(name, file_values.get(name, f.metadata["default"]))
+        if raw is None or raw == "":
+            problems.append(f"{name} is required ({f.metadata['help']})")
+            continue
+        try:
+            values[f.name] = f.metadata["cast"](raw)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{name}: {exc}")
+    if problems:
+        raise ConfigError("invalid settings: " + "; ".join(problems))
+    return Settings(**values)
