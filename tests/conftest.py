@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import httpx
+import pytest
+import yaml
+
+from bot.content import ContentStore
+from bot.conversation import ConversationService
+from bot.db import Database
+from bot.rasa_client import RasaClient
+from bot.settings import ROOT, load_settings
+
+LAUNCH_LANGUAGES = ["en", "fr", "ar", "es", "fa", "ti"]
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.db'}",
+        "RASA_TOKEN": "rasa-token-for-tests-0123456789",
+        "NLG_TOKEN": "nlg-token-for-tests-0123456789",
+        "PSEUDONYM_KEY": "pseudonym-key-for-tests-0123456789",
+    }
+    return load_settings(env, env_file=tmp_path / "absent.env")
+
+
+@pytest.fixture
+def db(settings):
+    database = Database(settings.database_url)
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(scope="session")
+def content() -> ContentStore:
+    return ContentStore(ROOT / "data" / "content")
+
+
+@pytest.fixture(scope="session")
+def domain() -> Dict:
+    return yaml.safe_load((ROOT / "domain.yml").read_text(encoding="utf-8"))
+
+
+class FakeRasa:
+    """Stands in for Rasa's REST channel: records what it receives, answers with a handler."""
+
+    def __init__(self) -> None:
+        self.received: List[Dict] = []
+        self.down = False
+        self.answer: Callable[[Dict], List[Dict]] = lambda body: [{"text": f"echo:{body['message']}"}]
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("down", request=request)
+        body = json.loads(request.content)
+        self.received.append(body)
+        return httpx.Response(200, json=self.answer(body))
+
+
+@pytest.fixture
+def fake_rasa() -> FakeRasa:
+    return FakeRasa()
+
+
+@pytest.fixture
+def rasa_client(settings, fake_rasa):
+    return RasaClient(settings.rasa_url, settings.rasa_token, transport=httpx.MockTransport(fake_rasa.handler))
+
+
+@pytest.fixture
+def service(settings, db, content, rasa_client):
+    detections = {}
+
+    def detect(text: str):
+        return detections.get(text)
+
+    svc = ConversationService(settings, db, content, rasa_client, detect=detect)
+    svc.test_detections = detections  # tests set what the detector "finds"
+    return svc

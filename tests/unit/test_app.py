@@ -1,0 +1,90 @@
+import pytest
+from starlette.testclient import TestClient
+
+from bot.app import create_app
+
+HEADERS = {"content-type": "application/json"}
+
+
+@pytest.fixture
+def client(settings, rasa_client, db):
+    with TestClient(create_app(settings, rasa=rasa_client, db=db)) as c:
+        yield c
+
+
+def nlg_body(response, slots=None, sender="abc", arguments=None):
+    return {"response": response, "arguments": arguments or {}, "channel": {"name": "collector"},
+            "tracker": {"sender_id": sender, "slots": slots or {}, "events": []}}
+
+
+def test_web_chat_page_is_served_with_a_strict_policy(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="composer"' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "innerHTML" not in client.get("/static/chat.js").text
+
+
+def test_config_lists_every_language_with_direction(client, content):
+    languages = client.get("/webchat/config").json()["languages"]
+    assert {l["code"]: l["direction"] for l in languages} == {c: v.direction for c, v in content.languages.items()}
+
+
+@pytest.mark.parametrize("body, headers, status", [
+    ("not json", HEADERS, 400),
+    ("[1, 2]", HEADERS, 400),
+    ('{"user_id": "short", "text": "hi"}', HEADERS, 400),
+    ('{"user_id": "abcdefgh12", "text": 5}', HEADERS, 400),
+    ('{"user_id": "abcdefgh12", "payload": ["x"]}', HEADERS, 400),
+    ('{"user_id": "abcdefgh12", "text": "hi"}', {"content-type": "text/plain"}, 415),
+    ('{"user_id": "' + "a" * 70000 + '"}', HEADERS, 400),
+    (b"\xff\xfe\x00", HEADERS, 400),
+])
+def test_bad_requests_are_refused_clearly(client, fake_rasa, body, headers, status):
+    response = client.post("/webchat/api/message", content=body, headers=headers)
+    assert response.status_code == status
+    assert "error" in response.json()
+    assert fake_rasa.received == []
+
+
+def test_web_chat_message_round_trip(client, fake_rasa):
+    response = client.post("/webchat/api/message", json={"user_id": "abcdefgh12", "text": "/restart", "language": "fr"})
+    assert response.status_code == 200
+    data = response.json()
+    assert data["replies"][0]["text"] == "echo:restart"
+    assert data["language"] == "fr"
+
+
+def test_nlg_refuses_a_bad_token(client):
+    assert client.post("/nlg?token=wrong", json=nlg_body("utter_greet")).status_code == 403
+    assert client.post("/nlg", json=nlg_body("utter_greet")).status_code == 403
+
+
+def test_nlg_renders_in_the_slot_language(client, settings, content):
+    token = settings.nlg_token.reveal()
+    answer = client.post(f"/nlg?token={token}", json=nlg_body("utter_options", {"language": "ar"})).json()
+    assert answer["text"] == content.render("utter_options", "ar").text
+    assert answer["buttons"] == content.render("utter_options", "ar").buttons
+
+
+def test_nlg_language_argument_beats_the_slot(client, settings, content):
+    token = settings.nlg_token.reveal()
+    body = nlg_body("utter_language_changed", {"language": "en"}, arguments={"language": "ti"})
+    assert client.post(f"/nlg?token={token}", json=body).json()["text"] == content.render("utter_language_changed", "ti").text
+
+
+def test_nlg_unknown_response_is_404(client, settings):
+    token = settings.nlg_token.reveal()
+    assert client.post(f"/nlg?token={token}", json=nlg_body("utter_nope")).status_code == 404
+
+
+def test_nlg_records_the_language_for_the_gateway(client, settings, fake_rasa):
+    client.post("/webchat/api/message", json={"user_id": "abcdefgh12", "text": "hello"})
+    sender = fake_rasa.received[-1]["sender"]
+    token = settings.nlg_token.reveal()
+    client.post(f"/nlg?token={token}", json=nlg_body("utter_language_changed", {"language": "es"}, sender=sender))
+    data = client.post("/webchat/api/message", json={"user_id": "abcdefgh12", "text": "hola"}).json()
+    assert data["language"] == "es"
+
+
+def test_health(client):
+    assert client.get("/health").json() == {"status": "ok"}

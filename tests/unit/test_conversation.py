@@ -1,0 +1,89 @@
+import json
+
+from sqlalchemy import select
+
+from bot.db import Conversation, Message
+from bot.privacy import erase_conversation, pseudonym
+
+
+async def test_rasa_sees_a_pseudonym_and_neutralised_text(service, fake_rasa, settings, db):
+    outcome = await service.handle("webchat", "user-0001", text="/restart")
+    sent = fake_rasa.received[-1]
+    assert sent["message"] == "restart"
+    assert sent["sender"] == pseudonym("webchat", "user-0001", settings.pseudonym_key)
+    assert "user-0001" not in json.dumps(fake_rasa.received)
+    assert outcome.conversation_id == sent["sender"]
+
+
+async def test_language_goes_to_rasa_in_the_metadata(service, fake_rasa):
+    await service.handle("webchat", "user-0002", text="hola", language_hint="es-ES")
+    assert fake_rasa.received[-1]["metadata"] == {"language": "es", "channel": "webchat"}
+
+
+async def test_first_turn_offers_the_language_menu_once(service, content):
+    first = await service.handle("webchat", "user-0003", text="hello")
+    assert first.replies[-1].buttons == content.language_buttons()
+    second = await service.handle("webchat", "user-0003", text="hello again")
+    assert all(r.buttons != content.language_buttons() for r in second.replies)
+
+
+async def test_detected_language_is_told_to_rasa_before_the_message(service, fake_rasa):
+    service.test_detections["مرحبا، أريد المساعدة"] = "ar"
+    outcome = await service.handle("webchat", "user-0004", text="مرحبا، أريد المساعدة", language_hint="en")
+    messages = [r["message"] for r in fake_rasa.received]
+    assert messages == ['/change_language{"language":"ar"}', "مرحبا، أريد المساعدة"]
+    assert outcome.language == "ar" and outcome.direction == "rtl"
+
+
+async def test_detection_does_not_override_a_chosen_language(service, fake_rasa, db):
+    await service.handle("webchat", "user-0005", payload='/change_language{"language":"fr"}')
+    cid = fake_rasa.received[-1]["sender"]
+    service.record_language(cid, "fr", source="chosen")
+    service.test_detections["hello there friend"] = "en"
+    await service.handle("webchat", "user-0005", text="hello there friend")
+    assert [r["message"] for r in fake_rasa.received][-1] == "hello there friend"
+    assert not any(r["message"] == '/change_language{"language":"en"}' for r in fake_rasa.received)
+
+
+async def test_empty_and_oversize_messages_never_reach_rasa(service, fake_rasa, content):
+    empty = await service.handle("webchat", "user-0006", text="   \x00 ")
+    long = await service.handle("webchat", "user-0006", text="x" * 5000)
+    assert fake_rasa.received == []
+    assert empty.replies[0].text == content.render("utter_input_empty", "en").text
+    assert "2000" in long.replies[0].text
+
+
+async def test_rasa_down_gives_the_delayed_answer_in_the_users_language(service, fake_rasa, content):
+    await service.handle("webchat", "user-0007", payload='/change_language{"language":"fa"}')
+    service.record_language(fake_rasa.received[-1]["sender"], "fa", "chosen")
+    fake_rasa.down = True
+    outcome = await service.handle("webchat", "user-0007", text="سلام")
+    assert outcome.replies[0].text == content.render("utter_answer_delayed", "fa").text
+
+
+async def test_buttons_from_rasa_reach_the_user(service, fake_rasa):
+    fake_rasa.answer = lambda body: [{"text": "t", "buttons": [{"title": "A", "payload": "/ask_options"}, {"x": 1}]}]
+    outcome = await service.handle("webchat", "user-0008", text="options please")
+    assert outcome.replies[0].buttons == [{"title": "A", "payload": "/ask_options"}]
+
+
+async def test_both_sides_are_stored_for_the_transcript(service, db):
+    outcome = await service.handle("webchat", "user-0009", text="what are my options")
+    with db.session() as s:
+        rows = s.scalars(select(Message).where(Message.conversation_id == outcome.conversation_id)).all()
+    assert [(m.direction, m.sender) for m in rows][:2] == [("in", "user"), ("out", "bot")]
+    assert rows[0].text == "what are my options"
+
+
+async def test_erasure_during_a_turn_leaves_nothing_behind(service, fake_rasa, db):
+    def erase(body):
+        erase_conversation(db, body["sender"])
+        return [{"text": "deleted"}]
+
+    await service.handle("webchat", "user-0010", text="hello")
+    fake_rasa.answer = erase
+    outcome = await service.handle("webchat", "user-0010", text="yes delete")
+    assert outcome.replies[0].text == "deleted"
+    with db.session() as s:
+        assert s.get(Conversation, outcome.conversation_id) is None
+        assert s.scalars(select(Message).where(Message.conversation_id == outcome.conversation_id)).all() == []
