@@ -27,7 +27,7 @@ test-unit: install ## only the fast tests (no trained model, no servers)
 	@$(PY) -m pytest -m "not slow"
 
 validate: install ## rasa data validate --fail-on-warnings
-	@.venv/bin/rasa data validate --fail-on-warnings
+	@.venv/bin/rasa data validate --fail-on-warnings --data data/nlu data/rules data/stories
 
 evaluate: install ## score intents per language on the held-out split (reports/nlu/)
 	@$(PY) -m bot nlu evaluate

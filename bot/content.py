@@ -20,6 +20,8 @@ from bot.settings import ROOT
 
 FALLBACK_LANGUAGE = "en"
 LANGUAGE_MENU = "utter_language_menu"
+# Responses that always carry the language buttons (built from the content files, not written by hand).
+LANGUAGE_BUTTON_RESPONSES = frozenset({LANGUAGE_MENU, "utter_language_unknown"})
 MISSING_NOTE = "utter_missing_translation"
 BUTTON_TITLE_MAX = 20
 # A figure, percentage, amount or phone number in an answer needs a recorded source.
@@ -125,7 +127,7 @@ class ContentStore:
             text = f"{note['text']}\n\n{text}"
         buttons = [{"title": _fill(str(b["title"]), arguments), "payload": str(b["payload"])}
                    for b in entry.get("buttons") or []]
-        if response == LANGUAGE_MENU:
+        if response in LANGUAGE_BUTTON_RESPONSES:
             buttons = self.language_buttons()
         direction = "ltr" if fallback else content.direction
         return Rendered(text=text, buttons=buttons, language=lang, direction=direction, fallback=fallback)
@@ -184,9 +186,14 @@ class ContentStore:
             if _FIGURE.search(_strip_variables(text)) and not entry.get("sources"):
                 found.append(f"{key}: states a figure, rule or phone number but has no 'sources'")
             for source in entry.get("sources") or []:
-                if not (isinstance(source, dict) and source.get("name") and source.get("year")):
-                    found.append(f"{key}: every source needs a name and a year")
+                if not (isinstance(source, dict) and source.get("name") and
+                        (_is_year(source.get("year")) or _is_year(source.get("accessed")))):
+                    found.append(f"{key}: every source needs a name and a year (or the year it was accessed)")
         return found
+
+
+def _is_year(value: Any) -> bool:
+    return isinstance(value, int) and 1900 <= value <= 2100
 
 
 def _strip_variables(text: str) -> str:

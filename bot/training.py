@@ -19,7 +19,8 @@ import yaml
 from bot.settings import ROOT
 
 MODELS_DIR = ROOT / "models"
-TRAINING_INPUTS = ["config.yml", "domain.yml", "data/nlu", "data/rules", "data/stories"]
+TRAINING_DATA = ["data/nlu", "data/rules", "data/stories"]  # never data/content: answers are not training data
+TRAINING_INPUTS = ["config.yml", "domain.yml", *TRAINING_DATA]
 HELD_OUT_BUCKETS = 5  # one example in five (by a hash of its text) is held out for evaluation
 
 
@@ -64,14 +65,14 @@ def train(force: bool = False, root: Path = ROOT, out: Optional[Path] = None) ->
     print(f"train: training {target.name} (this takes a few minutes; Rasa shows each epoch)", flush=True)
     start = time.monotonic()
     command = [rasa_executable(), "train", "--config", "config.yml", "--domain", "domain.yml",
-               "--data", "data", "--out", str(target.parent), "--fixed-model-name", target.name[:-len(".tar.gz")]]
+               "--data", *TRAINING_DATA, "--out", str(target.parent), "--fixed-model-name", target.name[:-len(".tar.gz")]]
     subprocess.run(command, cwd=root, check=True)
     elapsed = time.monotonic() - start
     size = target.stat().st_size / 1e6
     print(f"train: done in {elapsed:.0f}s, model {size:.1f} MB", flush=True)
-    for old in target.parent.glob("crossroads-*.tar.gz"):
-        if old != target and old.stat().st_mtime < target.stat().st_mtime - 1 and len(list(target.parent.glob("crossroads-*.tar.gz"))) > 3:
-            old.unlink()
+    models = sorted(target.parent.glob("crossroads-*.tar.gz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in models[3:]:
+        stale.unlink()
     return target
 
 

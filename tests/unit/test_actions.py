@@ -65,14 +65,20 @@ async def test_first_choice_greets_in_the_chosen_language(domain):
     assert [m["response"] for m in messages] == ["utter_greet"]
 
 
-@pytest.mark.parametrize("text", ["another language please", "English or French?", "xx"])
-async def test_no_single_language_named_shows_the_menu(domain, text):
+@pytest.mark.parametrize("text", ["another language please", "English or French?", "speak Klingon"])
+async def test_typed_text_naming_no_single_language_says_so(domain, text):
     messages, events = await run(ActionChangeLanguage(), tracker(text, "change_language"), domain)
+    assert events == [] and [m["response"] for m in messages] == ["utter_language_unknown"]
+
+
+async def test_the_language_command_shows_the_menu(domain):
+    messages, events = await run(ActionChangeLanguage(), tracker("/change_language", "change_language"), domain)
     assert events == [] and [m["response"] for m in messages] == ["utter_language_menu"]
 
 
 async def test_unsupported_language_entity_is_ignored(domain):
-    t = tracker("x", "change_language", entities=[{"entity": "language", "value": "klingon"}])
+    t = tracker('/change_language{"language":"klingon"}', "change_language",
+                entities=[{"entity": "language", "value": "klingon"}])
     messages, events = await run(ActionChangeLanguage(), t, domain)
     assert events == [] and messages[0]["response"] == "utter_language_menu"
 

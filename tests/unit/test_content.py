@@ -73,8 +73,9 @@ def test_variables_are_filled_and_unknown_ones_left(content):
     assert content.languages["es"].name in changed
 
 
-def test_language_menu_offers_every_language(content):
-    menu = content.render("utter_language_menu", "ti")
+@pytest.mark.parametrize("response", ["utter_language_menu", "utter_language_unknown"])
+def test_language_menu_offers_every_language(content, response):
+    menu = content.render(response, "ti")
     assert {b["payload"] for b in menu.buttons} == {f'/change_language{{"language":"{c}"}}' for c in content.languages}
 
 

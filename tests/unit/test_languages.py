@@ -42,4 +42,4 @@ def test_detection_on_held_out_examples_is_reliable():
         wrong = sum(1 for g in guesses if g is not None and g != lang)
         right = sum(1 for g in guesses if g == lang)
         assert wrong / len(pairs) <= 0.05, (lang, wrong, len(pairs))
-        assert right / len(pairs) >= 0.6, (lang, right, len(pairs))
+        assert right / len(pairs) >= 0.7, (lang, right, len(pairs))

@@ -1,0 +1,5 @@
+"""Custom Rasa NLU components (referenced from config.yml by their module path)."""
+
+from bot.nlu.linear_intent_classifier import LinearIntentClassifier
+
+__all__ = ["LinearIntentClassifier"]
