@@ -41,7 +41,9 @@ def _train_split_model(train_file: Path, work: Path) -> Path:
 async def _predict(model: Path, texts: List[str]) -> List[Tuple[str, str]]:
     """(the classifier's top intent, what the assistant acts on: the same or `nlu_fallback`)."""
     from rasa.core.agent import Agent
+    from rasa.utils.log_utils import configure_structlog
 
+    configure_structlog(logging.WARNING)  # Rasa's debug lines would print every text parsed
     agent = Agent.load(str(model))
     predictions = []
     for text in texts:

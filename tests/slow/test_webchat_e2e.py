@@ -89,3 +89,18 @@ def test_delete_my_data_end_to_end(servers):
     assert [r["text"] for r in confirm["replies"]] == [text("utter_delete_data_confirm", "fr")]
     done = say(servers, user, payload="/affirm")
     assert [r["text"] for r in done["replies"]] == [text("utter_data_deleted", "fr")]
+
+
+def test_no_message_text_or_user_id_in_any_log(servers):
+    """Runs last in this module: scans what Rasa, the action server and the gateway logged."""
+    user = "logcheck-" + uuid.uuid4().hex
+    phrases = ["my name is Zanzibar Quill and my number is 0049 1512 3456789",
+               "اسمي زنجبار وأخاف أن يقتلوني إذا رجعت", "I want to talk to a real person about Zanzibar"]
+    for phrase in phrases:
+        say(servers, user, text=phrase)
+    for handle in servers["logs"].values():
+        handle.flush()
+    for path in servers["work"].glob("*.log"):
+        logged = path.read_text(encoding="utf-8", errors="replace")
+        for needle in ("Zanzibar", "زنجبار", "3456789", user):
+            assert needle not in logged, f"{needle!r} found in {path.name}"

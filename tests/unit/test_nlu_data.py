@@ -32,6 +32,16 @@ def test_no_example_is_repeated_or_shared_between_intents(lang):
     assert [t for t, n in Counter(texts).items() if n > 1] == []
 
 
+def test_no_text_has_two_intents_across_languages():
+    """Rasa refuses the same text under two intents, even in different language files."""
+    seen = {}
+    for lang in LAUNCH_LANGUAGES:
+        for intent, examples in _by_intent(lang).items():
+            for text in examples:
+                seen.setdefault(text, set()).add(intent)
+    assert {t: sorted(i) for t, i in seen.items() if len(i) > 1} == {}
+
+
 def test_every_intent_is_documented(domain):
     assert [i for i in domain["intents"] if f"`{i}`" not in DOCS] == []
 
