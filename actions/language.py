@@ -23,10 +23,13 @@ class ActionChangeLanguage(Action):
             chosen = supported(str(value))
             if chosen:
                 break
+        text = tracker.latest_message.get("text") or ""
+        typed = not text.startswith("/")
+        if chosen is None and typed:
+            chosen = supported(find_named_language(text))
         if chosen is None:
-            chosen = supported(find_named_language(tracker.latest_message.get("text") or ""))
-        if chosen is None:
-            dispatcher.utter_message(response="utter_language_menu")
+            # A bare `/language` shows the menu; typed words naming no single language we serve say so.
+            dispatcher.utter_message(response="utter_language_unknown" if typed else "utter_language_menu")
             return []
         # The NLG endpoint reads `language` from the arguments: the slot is set only after this action.
         first_turn = not any(e.get("event") == "bot" for e in tracker.events)
