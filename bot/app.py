@@ -131,14 +131,22 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
+    """200 once Rasa has a model loaded and the language detector is built; 503 before."""
+    from bot.languages import detector_ready
+
     gw: Gateway = request.app.state.gateway
     rasa_ok = await gw.rasa.ready()
-    return JSONResponse({"status": "ready" if rasa_ok else "waiting", "rasa": rasa_ok},
-                        status_code=200 if rasa_ok else 503)
+    detection_ok = detector_ready()
+    ok = rasa_ok and detection_ok
+    return JSONResponse({"status": "ready" if ok else "waiting", "rasa": rasa_ok, "language_detector": detection_ok},
+                        status_code=200 if ok else 503)
 
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    from bot.languages import warm_up_in_background
+
+    warm_up_in_background()
     yield
     gateway: Gateway = app.state.gateway
     await gateway.rasa.close()
@@ -149,6 +157,8 @@ def create_app(settings: Optional[Settings] = None, rasa: Optional[RasaClient] =
                db: Optional[Database] = None) -> Starlette:
     settings = settings or load_settings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    # httpx logs every request URL at INFO, and Rasa's API takes its token in the URL.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     db = db or Database(settings.database_url)
     db.upgrade()
     content = ContentStore(settings.content_dir)

@@ -50,8 +50,8 @@ class Rendered:
     fallback: bool = False
 
     def as_nlg(self) -> Dict[str, Any]:
-        return {"text": self.text, "buttons": self.buttons, "image": None, "elements": [],
-                "attachments": [], "custom": None}
+        """The body Rasa expects from an NLG endpoint (rasa.core.nlg.callback.nlg_response_format_spec)."""
+        return {"text": self.text, "buttons": self.buttons, "image": None, "elements": [], "attachment": None}
 
 
 class _SafeArgs(dict):

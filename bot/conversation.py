@@ -61,9 +61,9 @@ class ConversationService:
 
     def _detect_language(self, text: str) -> Optional[str]:
         if self._detect is None:
-            from bot.languages import detector
+            from bot.languages import detect_if_ready
 
-            self._detect = detector().detect
+            self._detect = detect_if_ready
         return self._supported(self._detect(text))
 
     def record_language(self, conversation_id: str, language: str, source: str) -> None:

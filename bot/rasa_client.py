@@ -24,7 +24,7 @@ class RasaClient:
     async def send(self, sender: str, message: str, metadata: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
         body = {"sender": sender, "message": message, "metadata": metadata or {}}
         try:
-            response = await self._client.post("/webhooks/rest/webhook", json=body)
+            response = await self._client.post("/webhooks/gateway/webhook", json=body)
         except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
             raise RasaUnavailable(type(exc).__name__) from exc
         if response.status_code in (502, 503, 504):

@@ -32,7 +32,7 @@ def commands(settings: Settings, model: Path, rasa_port: int = 5005, actions_por
                          "--endpoints", "endpoints.yml", "--credentials", "credentials.yml", "--cors", "http://localhost"]),
         Process("gateway", [sys.executable, "-m", "uvicorn", "--factory", "bot.app:create_app",
                             "--host", settings.gateway_host, "--port", str(settings.gateway_port),
-                            "--no-access-log"]),
+                            "--no-access-log", "--ws", "wsproto"]),  # websockets 10 (Rasa's pin) is too old for uvicorn
     ]
 
 

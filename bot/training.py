@@ -62,7 +62,7 @@ def train(force: bool = False, root: Path = ROOT, out: Optional[Path] = None) ->
         print(f"train: up to date ({target.relative_to(root)})", flush=True)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    print(f"train: training {target.name} (this takes a few minutes; Rasa shows each epoch)", flush=True)
+    print(f"train: training {target.name} (about a minute; Rasa lists each component as it trains)", flush=True)
     start = time.monotonic()
     command = [rasa_executable(), "train", "--config", "config.yml", "--domain", "domain.yml",
                "--data", *TRAINING_DATA, "--out", str(target.parent), "--fixed-model-name", target.name[:-len(".tar.gz")]]

@@ -4,6 +4,7 @@ and, for end-to-end tests, one set of real processes: Rasa, the action server an
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import time
@@ -39,9 +40,9 @@ def servers(trained_model, tmp_path_factory):
     env_vars = {
         "DATABASE_URL": f"sqlite:///{work / 'gateway.db'}",
         "RASA_URL": f"http://127.0.0.1:{rasa_port}",
-        "RASA_TOKEN": "e2e-rasa-token-0123456789",
-        "NLG_TOKEN": "e2e-nlg-token-0123456789",
-        "PSEUDONYM_KEY": "e2e-pseudonym-key-0123456789",
+        "RASA_TOKEN": "e2e-rasa-token-" + secrets.token_hex(8),
+        "NLG_TOKEN": "e2e-nlg-token-" + secrets.token_hex(8),
+        "PSEUDONYM_KEY": "e2e-pseudonym-key-" + secrets.token_hex(8),
         "GATEWAY_PORT": str(gateway_port),
         "RASA_TRACKER_DB": str(work / "tracker.db"),
     }
@@ -70,7 +71,7 @@ def servers(trained_model, tmp_path_factory):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"servers not ready after 240 s; logs in {work}")
             time.sleep(1)
-        yield {"url": base, "settings": settings, "work": work, "logs": logs}
+        yield {"url": base, "settings": settings, "work": work, "logs": logs, "env": env_vars}
     finally:
         for p in procs:
             if p.poll() is None:

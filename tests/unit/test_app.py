@@ -66,6 +66,16 @@ def test_nlg_renders_in_the_slot_language(client, settings, content):
     assert answer["buttons"] == content.render("utter_options", "ar").buttons
 
 
+@pytest.mark.parametrize("response", ["utter_greet", "utter_language_menu", "utter_safety_self_harm"])
+def test_nlg_answer_matches_rasas_schema(client, settings, response):
+    import jsonschema
+    from rasa.core.nlg.callback import nlg_response_format_spec
+
+    answer = client.post(f"/nlg?token={settings.nlg_token.reveal()}", json=nlg_body(response, {"language": "fa"})).json()
+    jsonschema.validate(answer, nlg_response_format_spec())
+    assert set(answer) <= set(nlg_response_format_spec()["properties"])
+
+
 def test_nlg_language_argument_beats_the_slot(client, settings, content):
     token = settings.nlg_token.reveal()
     body = nlg_body("utter_language_changed", {"language": "en"}, arguments={"language": "ti"})
