@@ -159,6 +159,7 @@ def create_app(settings: Optional[Settings] = None, rasa: Optional[RasaClient] =
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     # httpx logs every request URL at INFO, and Rasa's API takes its token in the URL.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     db = db or Database(settings.database_url)
     db.upgrade()
     content = ContentStore(settings.content_dir)

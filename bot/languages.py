@@ -116,7 +116,7 @@ class LanguageDetector:
         if len(set(labels)) < 2:
             raise ValueError("language detection needs examples of at least two languages")
         self._vectoriser = CountVectorizer(analyzer="char_wb", ngram_range=(1, 4))
-        self._model = SGDClassifier(loss="log_loss", alpha=1e-4, max_iter=30, tol=1e-4, random_state=0)
+        self._model = SGDClassifier(loss="log_loss", alpha=1e-4, max_iter=200, tol=1e-4, random_state=0)
         self._model.fit(self._vectoriser.fit_transform(texts), labels)
 
     def detect(self, text: str, min_probability: float = 0.8, min_letters: int = 4) -> Optional[str]:

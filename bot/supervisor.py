@@ -46,6 +46,10 @@ def environment(settings: Settings, actions_port: int = 5055) -> Dict[str, str]:
         "RASA_TRACKER_DB": env.get("RASA_TRACKER_DB", str(ROOT / "var" / "rasa-tracker.db")),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONUNBUFFERED": "1",
+        "SANIC_HOST": "127.0.0.1",  # the action server (rasa_sdk binds 0.0.0.0 otherwise)
+        # Rasa's dependencies print pages of deprecation warnings at every start.
+        "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::PendingDeprecationWarning",
+        "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
     })
     return env
 

@@ -55,6 +55,7 @@
       const data = await response.json();
       if (!response.ok) throw new Error(data.message || response.statusText);
       document.documentElement.lang = data.language;
+      document.documentElement.dir = data.direction;
       for (const reply of data.replies) add("bot", reply.text, reply.buttons);
     } catch (error) {
       add("bot", "⚠ " + error.message);
@@ -79,10 +80,17 @@
 
   fetch("/webchat/config").then((r) => r.json()).then((config) => {
     input.maxLength = config.max_chars;
-    const prompts = document.createElement("p");
+    // "Choose your language" in every language, each in its own direction.
+    const prompts = document.createElement("ul");
     prompts.className = "prompts";
-    prompts.dir = "auto";
-    prompts.textContent = config.languages.map((l) => l.prompt).filter(Boolean).join(" · ");
+    for (const l of config.languages) {
+      if (!l.prompt) continue;
+      const item = document.createElement("li");
+      item.lang = l.code;
+      item.dir = l.direction;
+      item.textContent = l.prompt;
+      prompts.appendChild(item);
+    }
     languages.appendChild(prompts);
     for (const l of config.languages) {
       const button = document.createElement("button");
