@@ -44,5 +44,5 @@ lock: install ## re-resolve requirements.in into requirements.lock (then commit 
 	$$tmp/v/bin/pip freeze --exclude-editable | grep -viE '^(pip|setuptools|wheel)==' > requirements.lock && \
 	rm -rf $$tmp && echo "requirements.lock updated"
 
-clean: ## remove trained models, reports and local databases (keeps .venv and .env)
+clean: ## remove trained models, evaluation work files and local databases (keeps .venv, .env, reports)
 	rm -rf models reports/nlu/work var .pytest_cache
