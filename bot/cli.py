@@ -120,6 +120,39 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _database():
+    from bot.db import Database
+    from bot.settings import load_settings
+
+    db = Database(load_settings().database_url)
+    db.upgrade()
+    return db
+
+
+def cmd_services_import(args: argparse.Namespace) -> int:
+    from bot.services import import_services
+
+    report = import_services(_database(), Path(args.dir))
+    print(f"services: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+          f"{report.removed} removed")
+    return 0
+
+
+def cmd_services_find(args: argparse.Namespace) -> int:
+    from bot.services import find_services, resolve_place
+
+    db = _database()
+    place = resolve_place(args.place, db)
+    print(f"place: {place.city + ', ' if place and place.city else ''}{place.country.upper() if place else 'not recognised'}")
+    for found in find_services(db, place, args.need or (), args.language, limit=args.limit):
+        s = found.service
+        note = "  (please check: not verified in the last 12 months)" if found.stale else ""
+        print(f"- [{found.scope}] {s.organisation} · {s.types} · {s.city or 'country-wide'} · "
+              f"{s.phone or ''} {s.website or ''}{note}\n    source: {s.source_name} "
+              f"({s.source_year or 'accessed ' + str(s.source_accessed)}), verified {s.verified}")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from bot.settings import load_settings
 
@@ -169,6 +202,20 @@ def parser() -> argparse.ArgumentParser:
     dsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = dsub.add_parser("upgrade", help="apply every migration", description="Apply migrations (idempotent).")
     up.set_defaults(func=cmd_db_upgrade)
+
+    services = sub.add_parser("services", help="the service directory", description="Service directory tools.")
+    ssub = services.add_subparsers(dest="services_command", required=True, metavar="ACTION")
+    si = ssub.add_parser("import", help="load data/services/*.yml into the database (idempotent)",
+                         description="Add, update and remove services so the database matches the files.")
+    si.add_argument("--dir", default=str(ROOT / "data" / "services"), help="folder of service files")
+    si.set_defaults(func=cmd_services_import)
+    sf = ssub.add_parser("find", help="look services up by place (any language) and need",
+                         description="Resolve a place name and list the best services.")
+    sf.add_argument("place", help='a city or country in any language, e.g. "Bruxelles" or "بروكسل"')
+    sf.add_argument("--need", action="append", metavar="TYPE", help="a service type (repeatable), e.g. legal_aid")
+    sf.add_argument("--language", help="prefer services that speak this language (ISO 639-1)")
+    sf.add_argument("--limit", type=int, default=5, help="how many results (default 5)")
+    sf.set_defaults(func=cmd_services_find)
 
     cfg = sub.add_parser("config", help="print the effective settings (secrets masked)", description="Show settings.")
     cfg.set_defaults(func=cmd_config)

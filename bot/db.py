@@ -15,6 +15,7 @@ from typing import Iterator, Optional
 from sqlalchemy import (
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Integer,
@@ -90,6 +91,30 @@ class HandoffEvent(Base):
     detail = Column(String(256), nullable=True)
     actor = Column(String(64), nullable=False, default="system")
     created_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class Service(Base):
+    """An organisation in the service directory (imported from data/services/*.yml)."""
+
+    __tablename__ = "services"
+
+    id = Column(String(96), primary_key=True)
+    country = Column(String(16), nullable=False, index=True)  # ISO code, or "international"
+    organisation = Column(String(256), nullable=False)
+    types = Column(String(256), nullable=False)  # comma-separated service types
+    city = Column(String(128), nullable=True)  # English name; empty = country-wide
+    address = Column(String(512), nullable=True)
+    phone = Column(String(64), nullable=True)
+    website = Column(String(512), nullable=True)
+    languages = Column(String(128), nullable=False, default="")  # comma-separated ISO 639-1
+    opening_hours = Column(String(256), nullable=True)
+    cost = Column(String(128), nullable=True)
+    confidentiality = Column(String(512), nullable=True)
+    source_name = Column(String(256), nullable=False)
+    source_url = Column(String(512), nullable=True)
+    source_year = Column(Integer, nullable=True)
+    source_accessed = Column(Integer, nullable=True)
+    verified = Column(Date, nullable=False)
 
 
 class Database:
