@@ -114,7 +114,7 @@ class Service(Base):
     source_url = Column(String(512), nullable=True)
     source_year = Column(Integer, nullable=True)
     source_accessed = Column(Integer, nullable=True)
-    verified = Column(Date, nullable=False)
+    verified = Column(Date, nullable=True)  # empty: never checked against the organisation
 
 
 class Database:

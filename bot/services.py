@@ -52,14 +52,14 @@ def _entry(path: Path, country: str, raw: Any, index: int) -> Dict[str, Any]:
         isinstance(source.get(k), int) and 1900 <= source[k] <= 2100 for k in ("year", "accessed"))
     if not (isinstance(source, dict) and source.get("name") and year_ok):
         raise ContentError(f"{where}: 'source' needs a name and a year (or the year it was accessed)")
-    verified = raw.get("verified")
+    verified = raw.get("verified")  # None: nobody has checked it against the organisation yet
     if isinstance(verified, str):
         try:
             verified = dt.date.fromisoformat(verified)
         except ValueError:
-            verified = None
-    if not isinstance(verified, dt.date):
-        raise ContentError(f"{where}: 'verified' must be a date (YYYY-MM-DD)")
+            raise ContentError(f"{where}: 'verified' must be a date (YYYY-MM-DD) or empty") from None
+    if verified is not None and not isinstance(verified, dt.date):
+        raise ContentError(f"{where}: 'verified' must be a date (YYYY-MM-DD) or empty")
     languages = raw.get("languages") or []
     return {
         "id": raw["id"], "country": country, "organisation": str(raw["organisation"]),
@@ -219,6 +219,14 @@ class Found:
     stale: bool  # not verified in the last 12 months: show "please check"
 
 
+def _freshness(row: Service) -> int:
+    """How recent our information is: the verification date, else the source's (or access) year."""
+    if row.verified:
+        return row.verified.toordinal()
+    year = row.source_year or row.source_accessed
+    return dt.date(year, 1, 1).toordinal() if year else 0
+
+
 def find_services(db: Database, place: Optional[Place], needs: Sequence[str] = (), language: Optional[str] = None,
                   limit: int = 3, today: Optional[dt.date] = None) -> List[Found]:
     """The best few services for a place and needs: the city first, then country-wide services,
@@ -238,9 +246,10 @@ def find_services(db: Database, place: Optional[Place], needs: Sequence[str] = (
     results: List[Found] = []
     for scope, candidates in groups:
         ranked = sorted((r for r in candidates if matches(r)),
-                        key=lambda r: (language not in (r.languages or "").split(","), -r.verified.toordinal(), r.id))
+                        key=lambda r: (language not in (r.languages or "").split(","), -_freshness(r), r.id))
         for row in ranked:
-            results.append(Found(row, scope, (today - row.verified).days > STALE_AFTER_DAYS))
+            stale = row.verified is None or (today - row.verified).days > STALE_AFTER_DAYS
+            results.append(Found(row, scope, stale))
             if len(results) >= limit:
                 return results
     return results

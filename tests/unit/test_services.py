@@ -51,6 +51,7 @@ def test_import_updates_and_removes_to_match_the_files(db, directory):
     (lambda e: e.update(types=["haircuts"]), "types"),
     (lambda e: e.update(source={"name": "no year"}), "source"),
     (lambda e: e.update(verified="last week"), "verified"),
+    (lambda e: e.update(verified=12), "verified"),
     (lambda e: e.update(id="Bad Id!"), "id"),
     (lambda e: e.pop("organisation"), "organisation"),
 ])
@@ -118,6 +119,15 @@ def test_language_spoken_comes_first_within_a_group(loaded):
 def test_old_entries_are_marked_please_check(loaded):
     found = {f.service.id: f.stale for f in find_services(loaded, Place("be", "Brussels"), ["legal_aid"], today=TODAY)}
     assert found == {"be-test-legal-city": False, "be-test-legal-city-old": True, "int-test-tracing": False}
+
+
+def test_an_entry_nobody_verified_is_always_please_check(db, directory):
+    data = yaml.safe_load((directory / "international.yml").read_text())
+    data["services"][0]["verified"] = None
+    (directory / "international.yml").write_text(yaml.safe_dump(data))
+    import_services(db, directory)
+    found = find_services(db, None, ["family_tracing"], today=TODAY)
+    assert [(f.service.id, f.stale) for f in found] == [("int-test-tracing", True)]
 
 
 def test_nothing_nearby_falls_back_to_national_and_international(loaded):

@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.Column("source_url", sa.String(512), nullable=True),
         sa.Column("source_year", sa.Integer, nullable=True),
         sa.Column("source_accessed", sa.Integer, nullable=True),
-        sa.Column("verified", sa.Date, nullable=False),
+        sa.Column("verified", sa.Date, nullable=True),
     )
     op.create_index("ix_services_country", "services", ["country"])
 
