@@ -41,8 +41,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot.supervisor import commands, environment, supervise
     from bot.training import model_path, train
 
+    from bot.services import import_services
+
     settings = load_settings()
-    Database(settings.database_url).upgrade()
+    db = Database(settings.database_url)
+    db.upgrade()
+    report = import_services(db)
+    print(f"run: service directory: {report.added} added, {report.updated} updated, {report.removed} removed")
     model = model_path() if args.no_train else train()
     if not model.exists():
         print("run: no trained model; run without --no-train", file=sys.stderr)

@@ -161,6 +161,14 @@ def _place_names() -> Tuple[Tuple[str, Place], ...]:
     return tuple(sorted(names.items(), key=lambda item: -len(item[0])))
 
 
+@lru_cache(maxsize=1)
+def country_codes() -> frozenset:
+    """Every ISO 3166-1 alpha-2 code CLDR names, lower case."""
+    from babel import Locale
+
+    return frozenset(code.lower() for code in Locale.parse("en").territories if len(code) == 2 and code.isalpha())
+
+
 def _data_city_names(db: Database) -> List[Tuple[str, Place]]:
     with db.session() as s:
         rows = s.execute(select(Service.city, Service.country).where(Service.city.is_not(None)).distinct()).all()
@@ -253,3 +261,40 @@ def find_services(db: Database, place: Optional[Place], needs: Sequence[str] = (
             if len(results) >= limit:
                 return results
     return results
+
+
+# -- presenting results -----------------------------------------------------------------------
+def place_name(place: Place, language: str) -> str:
+    """The place in the person's language (CLDR), else its English name."""
+    from babel import Locale
+    import pytz
+
+    try:
+        locale = Locale.parse(language)
+    except Exception:
+        locale = Locale.parse("en")
+    if place.city:
+        for zone in pytz.country_timezones.get(place.country.upper(), []):
+            if zone.split("/")[-1].replace("_", " ") == place.city:
+                info = locale.time_zones.get(zone)
+                city = info.get("city") if info is not None and hasattr(info, "get") else None
+                return city or place.city
+        return place.city
+    return locale.territories.get(place.country.upper(), place.country.upper())
+
+
+def format_service(found: Found, content: Any, language: str) -> str:
+    """One service as a short block for a phone screen; labels in the person's language."""
+    s = found.service
+    types = ", ".join(content.render(f"utter_service_type_{t}", language).text for t in s.types.split(",") if t)
+    lines = [f"• {s.organisation}", f"  {types}"]
+    for value in (s.address, s.phone and f"☎ {s.phone}", s.website, s.opening_hours, s.cost):
+        if value:
+            lines.append(f"  {value}")
+    when = str(s.source_year) if s.source_year else \
+        content.render("utter_source_accessed", language, {"year": s.source_accessed}).text
+    source = content.render("utter_service_source", language).text
+    lines.append(f"  {source}: {s.source_name} ({when})")
+    if found.stale:
+        lines.append(f"  ⚠ {content.render('utter_service_please_check', language).text}")
+    return "\n".join(lines)

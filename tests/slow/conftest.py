@@ -47,6 +47,13 @@ def servers(trained_model, tmp_path_factory):
         "RASA_TRACKER_DB": str(work / "tracker.db"),
     }
     settings = load_settings(env_vars, env_file=work / "none.env")
+    from bot.db import Database
+    from bot.services import import_services
+
+    seed = Database(settings.database_url)
+    seed.upgrade()
+    import_services(seed)
+    seed.dispose()
     env = environment(settings, actions_port=actions_port)
     env.update(env_vars)
     logs = {}
