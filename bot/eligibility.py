@@ -100,7 +100,9 @@ def _includes(programme: Programme, items: List[str], language: str, content: Co
 
 
 def _bullets(lines: List[str]) -> str:
-    return "\n".join(f"• {line.strip()}" for line in lines if line and line.strip()) or "—"
+    """A list under its label: starts on a new line ("Why:\n• …\n• …")."""
+    items = "\n".join(f"• {line.strip()}" for line in lines if line and line.strip())
+    return "\n" + items if items else "—"
 
 
 def _source_line(source: Mapping[str, Any], language: str, content: ContentStore) -> str:

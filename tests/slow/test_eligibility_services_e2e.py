@@ -87,3 +87,23 @@ def test_a_lawyer_in_brussels(servers, lang):
     source_label = text("utter_service_source", lang)
     assert all(f"{source_label}: " in t for t in listed)
     assert any("Droits sans toit" in t or "Juridische Bijstand" in t or "Legal" in t for t in listed)
+
+
+def test_an_earlier_answer_can_be_corrected_with_its_button(servers):
+    lang = "fr"
+    user = uuid.uuid4().hex
+    say(servers, user, payload=f'/change_language{{"language":"{lang}"}}')
+    say(servers, user, text=ELIGIBILITY[lang])
+    say(servers, user, text="Afghanistan")
+    for answer in ANSWERS:
+        say(servers, user, payload=answer)
+    corrected = say(servers, user, payload='/inform{"own_funds":"yes"}')  # "actually, I do have money"
+    assert corrected[0]["text"] == text("utter_ask_children", lang)  # the form goes on where it was
+    texts = [r["text"] for r in say(servers, user, payload='/inform{"children":"no"}')]
+    reag = next(t for t in texts if t.startswith("REAG/GARP")).splitlines()[0]
+
+    def verdict(response):  # the template's first line after "{programme} ({operator})"
+        return CONTENT.languages[lang].responses[response]["text"].splitlines()[0].rsplit("}", 1)[-1]
+
+    assert reag.endswith(verdict("utter_programme_likely_not_eligible"))
+    assert not reag.endswith(verdict("utter_programme_likely_eligible"))
