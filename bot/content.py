@@ -17,6 +17,7 @@ import yaml
 
 from bot.errors import ContentError
 from bot.settings import ROOT
+from bot.sources import has_year
 
 FALLBACK_LANGUAGE = "en"
 LANGUAGE_MENU = "utter_language_menu"
@@ -186,14 +187,9 @@ class ContentStore:
             if _FIGURE.search(_strip_variables(text)) and not entry.get("sources"):
                 found.append(f"{key}: states a figure, rule or phone number but has no 'sources'")
             for source in entry.get("sources") or []:
-                if not (isinstance(source, dict) and source.get("name") and
-                        (_is_year(source.get("year")) or _is_year(source.get("accessed")))):
+                if not has_year(source):
                     found.append(f"{key}: every source needs a name and a year (or the year it was accessed)")
         return found
-
-
-def _is_year(value: Any) -> bool:
-    return isinstance(value, int) and 1900 <= value <= 2100
 
 
 def _strip_variables(text: str) -> str:

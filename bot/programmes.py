@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-import yaml
-
 from bot.errors import ContentError
+from bot.sources import load_yaml, require_source
 from bot.settings import ROOT
 
 PROGRAMMES_DIR = ROOT / "data" / "programmes"
@@ -71,13 +70,6 @@ class Assessment:
     unknown: List[str] = field(default_factory=list)  # facts we would need to know
 
 
-def _check_source(where: str, source: Any) -> None:
-    year_ok = any(isinstance(source.get(k), int) and 1900 <= source.get(k) <= 2100 for k in ("year", "accessed")) \
-        if isinstance(source, dict) else False
-    if not (isinstance(source, dict) and source.get("name") and year_ok):
-        raise ContentError(f"{where}: a source needs a name and a year (or the year it was accessed)")
-
-
 def _fact_values(where: str, raw: Mapping[str, Any]) -> tuple:
     fact = raw.get("fact")
     if fact not in FACTS:
@@ -94,10 +86,7 @@ def _fact_values(where: str, raw: Mapping[str, Any]) -> tuple:
 
 
 def load_country(path: Path) -> List[Programme]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ContentError(f"{path}: not valid YAML: {exc}") from exc
+    data = load_yaml(path)
     if not isinstance(data, dict) or data.get("country") != path.stem or not isinstance(data.get("programmes"), list):
         raise ContentError(f"{path}: expected 'country: {path.stem}' and a list 'programmes'")
     programmes = []
@@ -109,7 +98,7 @@ def load_country(path: Path) -> List[Programme]:
         if not raw.get("sources"):
             raise ContentError(f"{where}: 'sources' is required")
         for source in raw["sources"]:
-            _check_source(where, source)
+            require_source(where, source)
         rules = []
         for number, rule in enumerate(raw.get("rules") or [], start=1):
             rwhere = f"{where} rule {number}"
@@ -117,7 +106,7 @@ def load_country(path: Path) -> List[Programme]:
                 raise ContentError(f"{rwhere}: effect must be one of {EFFECTS}")
             if not rule.get("reason"):
                 raise ContentError(f"{rwhere}: 'reason' is required")
-            _check_source(rwhere, rule.get("source"))
+            require_source(rwhere, rule.get("source"))
             rules.append(Rule(rule["fact"], rule["effect"], rule["reason"], rule["source"], _fact_values(rwhere, rule)))
         for item in raw.get("includes") or []:
             if "amount" in item and not (item.get("currency") and item.get("per")):

@@ -16,13 +16,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-import yaml
 from sqlalchemy import select
 
 from bot.db import Database, Service
 from bot.errors import ContentError
 from bot.languages import content_languages, normalise
 from bot.settings import ROOT
+from bot.sources import load_yaml, require_source
 
 SERVICES_DIR = ROOT / "data" / "services"
 SERVICE_TYPES = ("legal_aid", "psychosocial", "medical", "shelter", "return_counselling", "reintegration",
@@ -48,10 +48,7 @@ def _entry(path: Path, country: str, raw: Any, index: int) -> Dict[str, Any]:
     if not types or unknown:
         raise ContentError(f"{where}: 'types' must be some of {', '.join(SERVICE_TYPES)} (got {unknown or 'none'})")
     source = raw.get("source")
-    year_ok = isinstance(source, dict) and any(
-        isinstance(source.get(k), int) and 1900 <= source[k] <= 2100 for k in ("year", "accessed"))
-    if not (isinstance(source, dict) and source.get("name") and year_ok):
-        raise ContentError(f"{where}: 'source' needs a name and a year (or the year it was accessed)")
+    require_source(f"{where}: 'source'", source)
     verified = raw.get("verified")  # None: nobody has checked it against the organisation yet
     if isinstance(verified, str):
         try:
@@ -80,10 +77,7 @@ def read_files(directory: Path = SERVICES_DIR) -> List[Dict[str, Any]]:
     """Every entry of every file, checked; raises ContentError naming the file and the entry."""
     entries, seen = [], {}
     for path in sorted(directory.glob("*.yml")):
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ContentError(f"{path.name}: not valid YAML: {exc}") from exc
+        data = load_yaml(path)
         if not isinstance(data, dict) or data.get("country") != path.stem or not isinstance(data.get("services"), list):
             raise ContentError(f"{path.name}: expected 'country: {path.stem}' and a list 'services'")
         for index, raw in enumerate(data["services"]):
