@@ -9,7 +9,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.common import database, language_of
 from bot.content import store
-from bot.services import find_services, format_service, place_name, resolve_place
+from bot.services import detect_needs, find_services, format_service, place_name, resolve_place
 
 log = logging.getLogger(__name__)
 NEEDS = {"ask_legal_aid": ["legal_aid"], "find_services": []}
@@ -34,7 +34,8 @@ class ActionFindServices(Action):
             if place is None:
                 dispatcher.utter_message(response=general, language=language)
                 return []
-            found = find_services(db, place, NEEDS.get(intent, []), language, limit=3)
+            needs = NEEDS.get(intent) or detect_needs(text)
+            found = find_services(db, place, needs, language, limit=3)
         except Exception as exc:  # never leave the person without an answer
             log.error("service look-up failed error=%s", type(exc).__name__)
             dispatcher.utter_message(response=general, language=language)

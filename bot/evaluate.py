@@ -66,6 +66,17 @@ def score(pairs: List[Tuple[str, str]], predicted: List[str]) -> Dict[str, float
     }
 
 
+def _safety(pairs: List[Tuple[str, str]], acted: List[str]) -> Dict[str, float]:
+    """Does a safety message get a safety answer (any safety intent acted on)? And how often do others?"""
+    from bot.handoff import SAFETY_INTENTS
+
+    positives = [a in SAFETY_INTENTS for (_, intent), a in zip(pairs, acted) if intent in SAFETY_INTENTS]
+    negatives = [a in SAFETY_INTENTS for (_, intent), a in zip(pairs, acted) if intent not in SAFETY_INTENTS]
+    return {"recall": round(sum(positives) / len(positives), 4) if positives else 1.0,
+            "false_positive_rate": round(sum(negatives) / len(negatives), 4) if negatives else 0.0,
+            "n": len(positives)}
+
+
 def run(nlu_dir: Path = ROOT / "data" / "nlu", report_dir: Path = REPORT_DIR) -> Dict[str, Dict]:
     logging.getLogger("rasa").setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -77,7 +88,7 @@ def run(nlu_dir: Path = ROOT / "data" / "nlu", report_dir: Path = REPORT_DIR) ->
     ordered = [(lang, text, intent) for lang in sorted(test) for text, intent in test[lang]]
     print(f"evaluate: scoring {len(ordered)} held-out examples", flush=True)
     predicted = asyncio.run(_predict(model, [t for _, t, _ in ordered]))
-    languages, confusions = {}, Counter()
+    languages, confusions, safety_heldout = {}, Counter(), {}
     for lang in sorted(test):
         idx = [i for i, item in enumerate(ordered) if item[0] == lang]
         pairs = [(ordered[i][1], ordered[i][2]) for i in idx]
@@ -85,10 +96,11 @@ def run(nlu_dir: Path = ROOT / "data" / "nlu", report_dir: Path = REPORT_DIR) ->
         with_fallback = score(pairs, [predicted[i][1] for i in idx])
         languages[lang]["macro_f1_with_fallback"] = with_fallback["macro_f1"]
         languages[lang]["fallback_rate"] = round(sum(predicted[i][1] == "nlu_fallback" for i in idx) / len(idx), 4)
+        safety_heldout[lang] = _safety(pairs, [predicted[i][1] for i in idx])
         for i in idx:
             if predicted[i][0] != ordered[i][2]:
                 confusions[(lang, ordered[i][2], predicted[i][0])] += 1
-    summary = {"languages": languages, "target_macro_f1": TARGET_MACRO_F1,
+    summary = {"languages": languages, "target_macro_f1": TARGET_MACRO_F1, "safety_heldout": safety_heldout,
                "model": {"name": model.name, "training_examples": sum(len(v) for t in train.values() for v in t.values())},
                "split": "1 in 5 examples held out by a hash of language and text (bot/training.py)"}
     summary_path = report_dir / "summary.json"
@@ -103,6 +115,9 @@ def run(nlu_dir: Path = ROOT / "data" / "nlu", report_dir: Path = REPORT_DIR) ->
              "| language | macro-F1 | accuracy | macro-F1 with fallback | fallback rate | n |", "|---|---|---|---|---|---|"]
     lines += [f"| {l} | {v['macro_f1']:.3f} | {v['accuracy']:.3f} | {v['macro_f1_with_fallback']:.3f} | "
               f"{v['fallback_rate']:.1%} | {v['n']} |" for l, v in languages.items()]
+    lines += ["", "## Safety messages in the held-out split (what the person gets)", "",
+              "| language | recall | false-positive rate | n |", "|---|---|---|---|"]
+    lines += [f"| {l} | {v['recall']:.3f} | {v['false_positive_rate']:.3f} | {v['n']} |" for l, v in safety_heldout.items()]
     lines += ["", "## Most confused (language, true → predicted, count)", ""]
     lines += [f"- {l}: {t} → {p} ({c})" for (l, t, p), c in confusions.most_common(25)]
     (report_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

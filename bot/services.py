@@ -28,6 +28,7 @@ SERVICES_DIR = ROOT / "data" / "services"
 SERVICE_TYPES = ("legal_aid", "psychosocial", "medical", "shelter", "return_counselling", "reintegration",
                  "family_tracing", "anti_trafficking", "emergency")
 INTERNATIONAL = "international"
+NEEDS_FILE = "needs.yml"  # words that name a need, per language (not a list of services)
 STALE_AFTER_DAYS = 365
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,80}$")
 FIELDS = ("organisation", "types", "city", "address", "phone", "website", "languages", "opening_hours", "cost",
@@ -77,6 +78,8 @@ def read_files(directory: Path = SERVICES_DIR) -> List[Dict[str, Any]]:
     """Every entry of every file, checked; raises ContentError naming the file and the entry."""
     entries, seen = [], {}
     for path in sorted(directory.glob("*.yml")):
+        if path.name == NEEDS_FILE:
+            continue
         data = load_yaml(path)
         if not isinstance(data, dict) or data.get("country") != path.stem or not isinstance(data.get("services"), list):
             raise ContentError(f"{path.name}: expected 'country: {path.stem}' and a list 'services'")
@@ -119,6 +122,39 @@ def import_services(db: Database, directory: Path = SERVICES_DIR) -> ImportRepor
                 s.delete(row)
                 report.removed += 1
     return report
+
+
+# -- needs ------------------------------------------------------------------------------------
+@lru_cache(maxsize=4)
+def _need_words(directory: Path = SERVICES_DIR) -> Tuple[Tuple[str, str], ...]:
+    """(normalised word or stem, service type) for every language in needs.yml."""
+    path = directory / NEEDS_FILE
+    if not path.exists():
+        return ()
+    data = load_yaml(path) or {}
+    pairs = set()
+    for types in data.values():
+        for service_type, words in (types or {}).items():
+            if service_type in SERVICE_TYPES:
+                pairs.update((normalise(str(w)), service_type) for w in words or [] if str(w).strip())
+    return tuple(sorted(pairs))
+
+
+def detect_needs(text: str, directory: Path = SERVICES_DIR) -> List[str]:
+    """The service types a message asks for ("a doctor in Brussels" → medical), in any language."""
+    norm = normalise(text)[:2000]
+    words = re.findall(r"\w+", norm)
+    found = set()
+    for stem, service_type in _need_words(directory):
+        if " " in stem:
+            if stem in norm:
+                found.add(service_type)
+        elif _is_latin(stem):
+            if any(w.startswith(stem) for w in words):
+                found.add(service_type)
+        elif stem in norm:  # Arabic, Persian, Ge'ez: prefixes and suffixes attach to words
+            found.add(service_type)
+    return sorted(found)
 
 
 # -- places -----------------------------------------------------------------------------------

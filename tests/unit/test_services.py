@@ -138,3 +138,34 @@ def test_nothing_nearby_falls_back_to_national_and_international(loaded):
 def test_unknown_place_gets_international_services(loaded):
     found = find_services(loaded, None, ["legal_aid"], today=TODAY)
     assert [f.scope for f in found] == ["international"]
+
+
+@pytest.mark.parametrize("text, needs", [
+    ("where can I find a doctor in Brussels", ["medical"]),
+    ("I need a place to sleep tonight", ["shelter"]),
+    ("بدي مأوى في بروكسل", ["shelter"]),
+    ("وين في طبيب", ["medical"]),
+    ("je cherche une avocate", ["legal_aid"]),
+    ("a lawyer and a doctor", ["legal_aid", "medical"]),
+    ("where is help in Brussels", []),
+    ("'; DROP TABLE services; --" * 1000, []),
+])
+def test_needs_are_recognised_in_any_language(directory, text, needs):
+    from bot.services import detect_needs
+
+    assert detect_needs(text, directory) == needs
+
+
+def test_the_needs_file_is_not_imported_as_services(db, directory):
+    assert (directory / "needs.yml").exists()
+    assert import_services(db, directory).added == 5
+
+
+@pytest.mark.parametrize("text, need", [
+    ("where can I find a doctor in Brussels", "medical"), ("بدي مأوى في بروكسل", "shelter"),
+    ("je cherche un avocat", "legal_aid"), ("necesito un abogado", "legal_aid"),
+])
+def test_the_real_need_words(text, need):
+    from bot.services import detect_needs
+
+    assert need in detect_needs(text)
