@@ -117,9 +117,10 @@ def result_messages(assessments: List[Assessment], country: str, language: str, 
     """The responses (name + arguments) that tell the person the result, in order."""
     messages: List[Dict[str, Any]] = [{"response": "utter_eligibility_result_header",
                                        "country": country_name(country, language) if country else "—"}]
-    if not assessments:
-        messages[0] = {"response": "utter_eligibility_no_programmes",
-                       "country": country_name(country, language) if country else "—"}
+    if not country:  # the person preferred not to say: who assisted return usually serves, in general
+        messages[0] = {"response": "utter_eligibility_general"}
+    elif not assessments:
+        messages[0] = {"response": "utter_eligibility_no_programmes", "country": country_name(country, language)}
     for assessment in assessments:
         programme = assessment.programme
         texts = _texts(programme, language)

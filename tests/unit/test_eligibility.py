@@ -61,6 +61,11 @@ def test_unknown_answers_are_named_in_the_persons_language(content):
     assert content.render("utter_fact_prison_sentence", "es").text in vrs["missing"]
 
 
+def test_no_country_given_gets_the_general_answer(content):
+    messages = result_messages([], "", "fa", content)
+    assert [m["response"] for m in messages] == ["utter_eligibility_general", "utter_eligibility_alternatives"]
+
+
 def test_a_country_without_programmes_says_so(content):
     messages = result_messages([], "it", "ar", content)
     assert messages[0]["response"] == "utter_eligibility_no_programmes"
