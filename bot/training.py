@@ -1,8 +1,8 @@
 """Training only when needed, and the fixed train/held-out split used by `make evaluate`.
 
 The model's name carries a fingerprint of everything that changes predictions (config, the
-domain without its response texts, NLU data, rules and stories), so `make run` trains only when
-one of those changed. Content (answers) is not part of it: a content fix needs no retraining.
+domain without its response texts, NLU data, rules and stories, the code of our NLU components in
+bot/nlu), so `make run` trains only when one of those changed. Content (answers) is not part of it: a content fix needs no retraining.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from bot.settings import ROOT
 
 MODELS_DIR = ROOT / "models"
 TRAINING_DATA = ["data/nlu", "data/rules", "data/stories"]  # never data/content: answers are not training data
-TRAINING_INPUTS = ["config.yml", "domain.yml", *TRAINING_DATA]
+# Our NLU components' code is part of the model too: a change there retrains.
+TRAINING_INPUTS = ["config.yml", "domain.yml", *TRAINING_DATA, "bot/nlu"]
 HELD_OUT_BUCKETS = 5  # one example in five (by a hash of its text) is held out for evaluation
 
 
@@ -29,7 +30,7 @@ def _files(paths: Iterable[str], root: Path) -> List[Path]:
     for item in paths:
         path = root / item
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*.yml")))
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yml", ".py")))
         elif path.exists():
             found.append(path)
     return found

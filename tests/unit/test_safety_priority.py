@@ -6,8 +6,8 @@ from bot.nlu.safety_priority import SafetyPriority
 SAFETY = ["fear_of_harm", "self_harm", "violence"]
 
 
-def message(top, ranking):
-    m = Message(data={"text": "x"})
+def message(top, ranking, text="x"):
+    m = Message(data={"text": text})
     m.set("intent", {"name": top, "confidence": ranking[0][1]})
     m.set("intent_ranking", [{"name": n, "confidence": c} for n, c in ranking])
     return m
@@ -30,3 +30,11 @@ def test_promoted_confidence_is_the_safety_mass():
     component = SafetyPriority({"intents": SAFETY, "threshold": 0.2})
     [result] = component.process([message("stop", [("stop", 0.5), ("self_harm", 0.2), ("violence", 0.1)])])
     assert result.get("intent")["confidence"] == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("text, expected", [("أفغانستان", "nlu_fallback"), ("in Germany", "nlu_fallback"),
+                                            ("they will send me back to Afghanistan", "fear_of_harm")])
+def test_a_bare_place_name_is_an_answer_not_a_cry_for_help(text, expected):
+    component = SafetyPriority({"intents": SAFETY, "threshold": 0.2})
+    [result] = component.process([message("nlu_fallback", [("nlu_fallback", 0.4), ("fear_of_harm", 0.3)], text)])
+    assert result.get("intent")["name"] == expected
