@@ -77,6 +77,39 @@ def _safety(pairs: List[Tuple[str, str]], acted: List[str]) -> Dict[str, float]:
             "n": len(positives)}
 
 
+SAFETY_SET_DIR = ROOT / "tests" / "safety"
+
+
+def safety_set(directory: Path = SAFETY_SET_DIR) -> Dict[str, Tuple[List[str], List[str]]]:
+    """Per language: (messages that need the safety answer, ordinary messages), written
+    independently of the training data (tests/safety/<lang>.yml)."""
+    import yaml
+
+    result = {}
+    for path in sorted(directory.glob("*.yml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        danger = [str(m) for messages in (data.get("safety") or {}).values() for m in messages or []]
+        result[path.stem] = (danger, [str(m) for m in data.get("ordinary") or []])
+    return result
+
+
+def score_safety(model: Path, directory: Path = SAFETY_SET_DIR) -> Dict[str, Dict[str, float]]:
+    """Recall on danger messages and false-positive rate on ordinary ones, as the person gets them."""
+    from bot.handoff import SAFETY_INTENTS
+
+    sets = safety_set(directory)
+    texts = [t for danger, ordinary in sets.values() for t in danger + ordinary]
+    acted = iter(a for _, a in asyncio.run(_predict(model, texts)))
+    scores = {}
+    for lang, (danger, ordinary) in sets.items():
+        hits = [next(acted) in SAFETY_INTENTS for _ in danger]
+        false = [next(acted) in SAFETY_INTENTS for _ in ordinary]
+        scores[lang] = {"recall": round(sum(hits) / len(hits), 4) if hits else 1.0,
+                        "false_positive_rate": round(sum(false) / len(false), 4) if false else 0.0,
+                        "n": len(hits)}
+    return scores
+
+
 def run(nlu_dir: Path = ROOT / "data" / "nlu", report_dir: Path = REPORT_DIR) -> Dict[str, Dict]:
     logging.getLogger("rasa").setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -103,6 +136,13 @@ def run(nlu_dir: Path = ROOT / "data" / "nlu", report_dir: Path = REPORT_DIR) ->
     summary = {"languages": languages, "target_macro_f1": TARGET_MACRO_F1, "safety_heldout": safety_heldout,
                "model": {"name": model.name, "training_examples": sum(len(v) for t in train.values() for v in t.values())},
                "split": "1 in 5 examples held out by a hash of language and text (bot/training.py)"}
+    safety: Dict[str, Dict[str, float]] = {}
+    if SAFETY_SET_DIR.exists() and nlu_dir == ROOT / "data" / "nlu":
+        from bot.training import train
+
+        print("evaluate: scoring the independent safety set with the full model", flush=True)
+        safety = score_safety(train())
+        summary["safety"] = safety
     summary_path = report_dir / "summary.json"
     previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for key, value in previous.items():
@@ -118,6 +158,10 @@ def run(nlu_dir: Path = ROOT / "data" / "nlu", report_dir: Path = REPORT_DIR) ->
     lines += ["", "## Safety messages in the held-out split (what the person gets)", "",
               "| language | recall | false-positive rate | n |", "|---|---|---|---|"]
     lines += [f"| {l} | {v['recall']:.3f} | {v['false_positive_rate']:.3f} | {v['n']} |" for l, v in safety_heldout.items()]
+    if safety:
+        lines += ["", "## Independent safety set (tests/safety/, never trained on; the shipped model)", "",
+                  "| language | recall | false-positive rate | n |", "|---|---|---|---|"]
+        lines += [f"| {l} | {v['recall']:.3f} | {v['false_positive_rate']:.3f} | {v['n']} |" for l, v in safety.items()]
     lines += ["", "## Most confused (language, true → predicted, count)", ""]
     lines += [f"- {l}: {t} → {p} ({c})" for (l, t, p), c in confusions.most_common(25)]
     (report_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
