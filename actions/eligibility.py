@@ -70,7 +70,7 @@ class ValidateEligibilityForm(FormValidationAction):
 
 
 class ActionCheckEligibility(Action):
-    """Tell the result for every programme of the country of stay, then the alternatives; forget the answers."""
+    """Tell the result for every programme of the country of stay, then the alternatives; clear the answers from the current state (the tracker history keeps them until purged, docs/privacy.md)."""
 
     def name(self) -> Text:
         return "action_check_eligibility"
