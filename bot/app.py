@@ -5,6 +5,7 @@ Start with ``uvicorn --factory bot.app:create_app`` (``make run`` does it for yo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -15,21 +16,27 @@ from typing import Any, AsyncIterator, Dict, Optional
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from bot.channels.telegram import TelegramChannel
+from bot.channels.telegram import parse_update as parse_telegram
+from bot.channels.whatsapp import WhatsAppChannel, verify_signature
+from bot.channels.whatsapp import parse_webhook as parse_whatsapp
 from bot.content import ContentStore
-from bot.conversation import ConversationService
-from bot.db import Database
-from bot.errors import ContentError
+from bot.conversation import ConversationService, Incoming
+from bot.db import IN_PENDING, Database
+from bot.errors import ConfigError, ContentError
 from bot.rasa_client import RasaClient
 from bot.settings import Settings, load_settings
+from bot.worker import Worker
 
 log = logging.getLogger(__name__)
 
 WEBCHAT_DIR = Path(__file__).resolve().parent / "webchat"
 MAX_BODY_BYTES = 64 * 1024
+MAX_WEBHOOK_BYTES = 1024 * 1024
 _USER_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
@@ -37,8 +44,11 @@ class Gateway:
     """Holds the app's collaborators; built once per process by `create_app`."""
 
     def __init__(self, settings: Settings, db: Database, content: ContentStore, rasa: RasaClient,
-                 service: ConversationService) -> None:
+                 service: ConversationService, worker: Worker, telegram: Optional[TelegramChannel] = None,
+                 whatsapp: Optional[WhatsAppChannel] = None) -> None:
         self.settings, self.db, self.content, self.rasa, self.service = settings, db, content, rasa, service
+        self.worker, self.telegram, self.whatsapp = worker, telegram, whatsapp
+        self.background: list = []
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -94,9 +104,108 @@ async def webchat_message(request: Request) -> Response:
         return _error(400, "bad_payload", "payload must be a string")
     if hint is not None and not isinstance(hint, str):
         hint = None
-    outcome = await gw.service.handle("webchat", user_id, text=text, payload=payload, language_hint=hint)
-    return JSONResponse({"language": outcome.language, "direction": outcome.direction,
-                         "replies": [r.as_dict() for r in outcome.replies]})
+    client_id = data.get("message_id")
+    if client_id is not None and (not isinstance(client_id, str) or not _USER_ID.match(client_id)):
+        return _error(400, "bad_message_id", "message_id: 8 to 64 letters, digits, '-' or '_'")
+    incoming = Incoming("webchat", user_id, text=text, payload=payload, language_hint=hint,
+                        kind="payload" if payload is not None and text is None else "text",
+                        message_id=f"w:{client_id}" if client_id else None)
+    accepted = gw.service.accept(incoming)
+    if accepted.message_id is not None and not accepted.duplicate:
+        await gw.worker.wait_processed(accepted.message_id, gw.settings.webchat_wait_seconds)
+    return _webchat_replies(gw, accepted.conversation_id, accepted.message_id)
+
+
+def _webchat_replies(gw: "Gateway", cid: str, message_id: Optional[int] = None) -> Response:
+    replies = gw.service.collect(cid)
+    language = gw.service.language_of(cid) or gw.settings.default_language
+    pending = message_id is not None and gw.service.state_of(message_id) == IN_PENDING
+    return JSONResponse({"language": language, "direction": gw.service.direction(language),
+                         "replies": [r.as_dict() for r in replies], "pending": pending})
+
+
+async def webchat_messages(request: Request) -> Response:
+    """Replies that arrived after the request that caused them (Rasa was down; later, counsellors)."""
+    gw: Gateway = request.app.state.gateway
+    user_id = request.query_params.get("user_id", "")
+    if not _USER_ID.match(user_id):
+        return _error(400, "bad_user_id", "user_id: 8 to 64 letters, digits, '-' or '_'")
+    cid = gw.service.conversation_id("webchat", user_id)
+    return _webchat_replies(gw, cid)
+
+
+# -- Telegram -------------------------------------------------------------------------------------
+async def telegram_webhook(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    if gw.telegram is None:
+        return _error(404, "not_found", "Telegram is not configured")
+    secret = gw.settings.telegram_webhook_secret
+    given = request.headers.get("x-telegram-bot-api-secret-token", "")
+    if secret is None or not hmac.compare_digest(given.encode(), secret.reveal().encode()):
+        log.warning("telegram webhook refused: bad secret token")
+        return _error(403, "forbidden", "bad secret token")
+    body = await request.body()
+    if len(body) > MAX_WEBHOOK_BYTES:
+        return _error(413, "too_large", "update too large")
+    try:
+        data = json.loads(body.decode("utf-8"))
+        incoming = parse_telegram(data)
+    except (UnicodeDecodeError, ValueError):
+        return _error(400, "bad_request", "expected a Telegram update (JSON)")
+    if incoming is None:
+        return JSONResponse({"ok": True, "ignored": True})
+    gw.telegram.acknowledge(incoming)
+    accepted = gw.service.accept(incoming)
+    return JSONResponse({"ok": True, "duplicate": accepted.duplicate})
+
+
+def accept_telegram_update(gw: "Gateway", data: Dict[str, Any]) -> None:
+    """Polling mode: the same path as the webhook."""
+    try:
+        incoming = parse_telegram(data)
+    except ValueError:
+        log.warning("telegram update ignored: malformed")
+        return
+    if incoming is not None and gw.telegram is not None:
+        gw.telegram.acknowledge(incoming)
+        gw.service.accept(incoming)
+
+
+# -- WhatsApp -------------------------------------------------------------------------------------
+async def whatsapp_verify(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    token = gw.settings.whatsapp_verify_token
+    params = request.query_params
+    given = params.get("hub.verify_token", "")
+    if gw.whatsapp is None or token is None:
+        return _error(404, "not_found", "WhatsApp is not configured")
+    if params.get("hub.mode") != "subscribe" or not hmac.compare_digest(given.encode(), token.reveal().encode()):
+        return _error(403, "forbidden", "verification failed")
+    challenge = params.get("hub.challenge", "")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,256}", challenge):
+        return _error(400, "bad_request", "bad challenge")
+    return PlainTextResponse(challenge)
+
+
+async def whatsapp_webhook(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    secret = gw.settings.whatsapp_app_secret
+    if gw.whatsapp is None or secret is None:
+        return _error(404, "not_found", "WhatsApp is not configured")
+    body = await request.body()
+    if len(body) > MAX_WEBHOOK_BYTES:
+        return _error(413, "too_large", "body too large")
+    if not verify_signature(secret.reveal(), body, request.headers.get("x-hub-signature-256")):
+        log.warning("whatsapp webhook refused: bad signature")
+        return _error(403, "forbidden", "bad signature")
+    try:
+        messages = parse_whatsapp(json.loads(body.decode("utf-8")))
+    except (UnicodeDecodeError, ValueError):
+        return _error(400, "bad_request", "expected a WhatsApp Cloud API webhook (JSON)")
+    duplicates = 0
+    for incoming in messages:
+        duplicates += gw.service.accept(incoming).duplicate
+    return JSONResponse({"ok": True, "messages": len(messages), "duplicates": duplicates})
 
 
 async def nlg(request: Request) -> Response:
@@ -147,14 +256,46 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     from bot.languages import warm_up_in_background
 
     warm_up_in_background()
-    yield
     gateway: Gateway = app.state.gateway
+    await gateway.worker.start()
+    stopping = False
+    if gateway.telegram is not None:
+        if gateway.settings.telegram_webhook_url:
+            gateway.background.append(asyncio.create_task(gateway.telegram.register_webhook(
+                gateway.settings.telegram_webhook_url, gateway.settings.telegram_webhook_secret)))
+        else:
+            gateway.background.append(asyncio.create_task(gateway.telegram.poll(
+                lambda data: accept_telegram_update(gateway, data), lambda: stopping)))
+    yield
+    stopping = True
+    for task in gateway.background:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    await gateway.worker.stop()
     await gateway.rasa.close()
     gateway.db.dispose()
 
 
+def _channels(settings: Settings, content: ContentStore, telegram_transport=None, whatsapp_transport=None):
+    telegram = whatsapp = None
+    if settings.telegram_enabled:
+        if settings.telegram_webhook_url and settings.telegram_webhook_secret is None:
+            raise ConfigError("TELEGRAM_WEBHOOK_SECRET is required with TELEGRAM_WEBHOOK_URL")
+        telegram = TelegramChannel(settings.telegram_bot_token, settings.telegram_api_base_url)
+    if settings.whatsapp_enabled:
+        if settings.whatsapp_app_secret is None or settings.whatsapp_verify_token is None:
+            raise ConfigError("WHATSAPP_APP_SECRET and WHATSAPP_VERIFY_TOKEN are required with WhatsApp")
+
+        def list_label(language: Optional[str]) -> str:
+            return content.render("utter_choose", language).text
+
+        whatsapp = WhatsAppChannel(settings, list_label, transport=whatsapp_transport)
+    return telegram, whatsapp
+
+
 def create_app(settings: Optional[Settings] = None, rasa: Optional[RasaClient] = None,
-               db: Optional[Database] = None) -> Starlette:
+               db: Optional[Database] = None, whatsapp_transport=None) -> Starlette:
     settings = settings or load_settings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     # httpx logs every request URL at INFO, and Rasa's API takes its token in the URL.
@@ -165,14 +306,21 @@ def create_app(settings: Optional[Settings] = None, rasa: Optional[RasaClient] =
     content = ContentStore(settings.content_dir)
     rasa = rasa or RasaClient(settings.rasa_url, settings.rasa_token, settings.rasa_timeout_seconds)
     service = ConversationService(settings, db, content, rasa)
+    telegram, whatsapp = _channels(settings, content, whatsapp_transport=whatsapp_transport)
+    senders = {c.channel: c for c in (telegram, whatsapp) if c is not None}
+    worker = Worker(service, senders)
     app = Starlette(routes=[
         Route("/", index),
         Route("/webchat/config", webchat_config),
         Route("/webchat/api/message", webchat_message, methods=["POST"]),
+        Route("/webchat/api/messages", webchat_messages),
+        Route("/telegram/webhook", telegram_webhook, methods=["POST"]),
+        Route("/whatsapp/webhook", whatsapp_verify, methods=["GET"]),
+        Route("/whatsapp/webhook", whatsapp_webhook, methods=["POST"]),
         Route("/nlg", nlg, methods=["POST"]),
         Route("/health", health),
         Route("/ready", ready),
         Mount("/static", StaticFiles(directory=WEBCHAT_DIR), name="static"),
     ], lifespan=_lifespan)
-    app.state.gateway = Gateway(settings, db, content, rasa, service)
+    app.state.gateway = Gateway(settings, db, content, rasa, service, worker, telegram, whatsapp)
     return app

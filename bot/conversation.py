@@ -1,28 +1,73 @@
 """The conversation service: one place that decides what happens to a user's message.
 
-For every channel: make the pseudonymous id, keep the conversation's language, clean and
-neutralise the input, pass it to Rasa with the language in the metadata, store both sides for
-the transcript, and return the replies. The language menu is offered on the first turn.
+Every channel goes through the same two steps:
+
+1. `accept` stores the incoming message (idempotently, on the platform's message id) before the
+   channel's webhook answers. It makes the pseudonymous id, keeps the channel address in the
+   gateway database only, applies the per-person rate limit and wakes the worker.
+2. `process_next` takes a conversation's oldest waiting message, in the platform's order, cleans
+   and neutralises it, passes it to Rasa with the language in the metadata and puts the replies
+   in the outbox, in one transaction. When Rasa is down the message stays waiting (the person is
+   told once that answers are delayed) and is processed when Rasa is back.
+
+`bot.worker` runs step 2 and sends the outbox; `handle` does both at once (tests, tools).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from bot.content import LANGUAGE_MENU, ContentStore
-from bot.db import Conversation, Database, Message, utcnow
+from bot.db import (IN_DONE, IN_LIMITED, IN_PENDING, OUT_HELD, OUT_PENDING, OUT_SENT, Conversation, Database,
+                    Message, utcnow)
 from bot.errors import InputRejected, RasaError, RasaUnavailable
-from bot.inputs import prepare
+from bot.inputs import Prepared, prepare
 from bot.privacy import pseudonym
 from bot.rasa_client import RasaClient
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# What people send that the assistant cannot read, and the answer each gets.
+MEDIA_KINDS = frozenset({"voice", "audio", "photo", "video", "video_note", "animation", "document", "sticker",
+                         "contact", "poll", "unsupported"})
+LOCAL_ANSWERS = {**{kind: "utter_unsupported_media" for kind in MEDIA_KINDS},
+                 "location": "utter_location_received", "edited": "utter_edited_message",
+                 "stale_button": "utter_default"}
+RASA_MAX_ATTEMPTS_ON_ERROR = 3  # Rasa answered with an error (not "down"): retry, then apologise
+CHANNEL_KEY_MAX = 128
+
+
+@dataclass
+class Incoming:
+    """A message as a channel received it, before anything is stored."""
+
+    channel: str
+    user_id: str  # the platform's id of the person (chat id, phone number, browser id)
+    text: Optional[str] = None
+    payload: Optional[str] = None
+    kind: str = "text"
+    message_id: Optional[str] = None  # the platform's id: the idempotency key
+    sequence: Optional[int] = None  # the platform's order within the conversation
+    language_hint: Optional[str] = None
+    address: Optional[str] = None  # where replies go (stored, never sent to Rasa or logged)
+
+
+@dataclass
+class Accepted:
+    conversation_id: str
+    message_id: Optional[int]  # our row id; None when the message was dropped (flooding)
+    duplicate: bool = False
+    state: str = IN_PENDING
 
 
 @dataclass
@@ -40,17 +85,51 @@ class Outcome:
     language: str
     direction: str
     replies: List[Reply]
+    pending: bool = False  # the answer is not ready yet (Rasa down): it will follow
+
+
+@dataclass
+class Turn:
+    """What processing one message did."""
+
+    conversation_id: str
+    message_id: int
+    status: str  # done | retry | gone
+    retry_at: Optional[dt.datetime] = None
+    # Replies that could not be stored because the person's data was erased during the turn:
+    # delivered once, straight away, and then forgotten.
+    ephemeral: List[Reply] = field(default_factory=list)
+    channel: Optional[str] = None
+    address: Optional[str] = None
+
+
+def channel_key(message_id: Optional[str]) -> Optional[str]:
+    if message_id is None:
+        return None
+    message_id = str(message_id)
+    if len(message_id) <= CHANNEL_KEY_MAX:
+        return message_id
+    return "sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
+
+
+def backoff_seconds(attempts: int, cap: float = 30.0) -> float:
+    return min(cap, 0.5 * (2 ** max(0, attempts - 1)))
 
 
 class ConversationService:
     def __init__(self, settings: Settings, db: Database, content: ContentStore, rasa: RasaClient,
-                 detect: Optional[Callable[[str], Optional[str]]] = None) -> None:
+                 detect: Optional[Callable[[str], Optional[str]]] = None,
+                 parts: Optional[Callable[[str, str, List[Dict[str, str]]], List[Reply]]] = None) -> None:
         self.settings = settings
         self.db = db
         self.content = content
         self.rasa = rasa
         self._detect = detect
         self._payloads = content.allowed_payloads()
+        # channel -> function splitting one reply into what the platform accepts in one message
+        self.splitters: Dict[str, Callable[[Reply, str], List[Reply]]] = {}
+        self.on_accepted: Callable[[Accepted], None] = lambda accepted: None
+        self.rasa_down = False
 
     # -- language ------------------------------------------------------------------------------
     def _supported(self, language: Optional[str]) -> Optional[str]:
@@ -80,31 +159,145 @@ class ConversationService:
             conv = s.get(Conversation, conversation_id)
             return conv.language if conv else None
 
-    # -- one message ---------------------------------------------------------------------------
-    async def handle(self, channel: str, user_id: str, text: Optional[str] = None,
-                     payload: Optional[str] = None, language_hint: Optional[str] = None,
-                     channel_message_id: Optional[str] = None) -> Outcome:
-        cid = pseudonym(channel, user_id, self.settings.pseudonym_key)
+    def direction(self, language: Optional[str]) -> str:
+        return self.content.languages[self.content.resolve_language(language)].direction
+
+    # -- step 1: accept ------------------------------------------------------------------------
+    def conversation_id(self, channel: str, user_id: str) -> str:
+        return pseudonym(channel, user_id, self.settings.pseudonym_key)
+
+    def _ensure_conversation(self, incoming: Incoming, cid: str) -> None:
+        try:
+            with self.db.session() as s:
+                if s.get(Conversation, cid) is not None:
+                    return
+                hint = self._supported(incoming.language_hint)
+                s.add(Conversation(id=cid, channel=incoming.channel,
+                                   language=hint or self.settings.default_language,
+                                   language_source="suggested" if hint else "default"))
+        except IntegrityError:  # created at the same moment by another request
+            pass
+
+    def _existing(self, cid: str, key: Optional[str]) -> Optional[int]:
+        if key is None:
+            return None
+        with self.db.session() as s:
+            return s.scalar(select(Message.id).where(Message.conversation_id == cid,
+                                                     Message.channel_message_id == key))
+
+    def accept(self, incoming: Incoming) -> Accepted:
+        """Store one incoming message (once per platform message id); wake the worker."""
+        cid = self.conversation_id(incoming.channel, incoming.user_id)
+        key = channel_key(incoming.message_id)
+        existing = self._existing(cid, key)
+        if existing is not None:
+            return Accepted(cid, existing, duplicate=True)
+        self._ensure_conversation(incoming, cid)
+        if incoming.kind == "button":
+            incoming = self._resolve_button(cid, incoming)
+        now = utcnow()
+        limit = self.settings.user_messages_per_minute
+        try:
+            with self.db.session() as s:
+                conv = s.get(Conversation, cid)
+                if conv is None:  # erased this very moment
+                    return Accepted(cid, None, state="dropped")
+                recent = s.scalar(select(func.count(Message.id)).where(
+                    Message.conversation_id == cid, Message.direction == "in",
+                    Message.created_at >= now - dt.timedelta(minutes=1))) or 0
+                if recent >= 3 * limit:
+                    log.warning("message dropped (flooding) conversation=%s", cid)
+                    return Accepted(cid, None, state="dropped")
+                state = IN_LIMITED if recent >= limit else IN_PENDING
+                row = Message(conversation_id=cid, direction="in", sender="user",
+                              text=(incoming.text or "")[: self.settings.max_message_chars + 1],
+                              payload=None if incoming.payload is None else incoming.payload[:256],
+                              kind=incoming.kind, channel_message_id=key, sequence=incoming.sequence,
+                              state=state, created_at=now)
+                s.add(row)
+                s.flush()
+                if incoming.address is not None and conv.address != incoming.address:
+                    conv.address = incoming.address
+                conv.last_inbound_at = now
+                conv.last_activity_at = now
+                # The person wrote again: replies held back by a closed window may go now.
+                s.execute(update(Message).where(Message.conversation_id == cid, Message.direction == "out",
+                                                Message.state == OUT_HELD)
+                          .values(state=OUT_PENDING, next_attempt_at=None))
+                if state == IN_LIMITED:
+                    self._limit_notice(s, conv, now)
+                accepted = Accepted(cid, row.id, state=state)
+        except IntegrityError:  # the same message, delivered twice at the same moment
+            return Accepted(cid, self._existing(cid, key), duplicate=True)
+        if state == IN_LIMITED:
+            log.info("rate limit conversation=%s", cid)
+        self.on_accepted(accepted)
+        return accepted
+
+    def _resolve_button(self, cid: str, incoming: Incoming) -> Incoming:
+        """A pressed platform button (`b:<reply id>:<index>`) becomes the payload we offered there."""
+        match = re.fullmatch(r"b:(\d{1,12}):(\d{1,3})", incoming.payload or "")
+        button = None
+        if match:
+            with self.db.session() as s:
+                row = s.get(Message, int(match.group(1)))
+                if row is not None and row.conversation_id == cid and row.direction == "out" and row.buttons:
+                    buttons = json.loads(row.buttons)
+                    index = int(match.group(2))
+                    button = buttons[index] if index < len(buttons) else None
+        if not button:
+            return replace(incoming, kind="stale_button", payload=None, text=None)
+        # "offered": a payload the assistant itself sent to this conversation, so it is trusted as is.
+        return replace(incoming, kind="offered", payload=str(button.get("payload") or ""),
+                       text=str(button.get("title") or ""))
+
+    def _limit_notice(self, s, conv: Conversation, now: dt.datetime) -> None:
+        told = s.scalar(select(func.count(Message.id)).where(
+            Message.conversation_id == conv.id, Message.direction == "out", Message.kind == "rate_limited",
+            Message.created_at >= now - dt.timedelta(minutes=1)))
+        if not told:
+            self._enqueue(s, conv, [self._reply("utter_rate_limited", conv.language)], None, kind="rate_limited")
+
+    # -- step 2: process -----------------------------------------------------------------------
+    def next_pending(self, cid: str) -> Optional[Message]:
+        with self.db.session() as s:
+            return s.scalars(select(Message).where(
+                Message.conversation_id == cid, Message.direction == "in", Message.state == IN_PENDING)
+                .order_by(Message.sequence, Message.id).limit(1)).first()
+
+    async def process_next(self, cid: str) -> Optional[Turn]:
+        """Process the conversation's oldest waiting message, if it is due; None when there is none."""
+        row = self.next_pending(cid)
+        if row is None:
+            return None
+        if row.next_attempt_at is not None and row.next_attempt_at > utcnow():
+            return Turn(cid, row.id, "retry", retry_at=row.next_attempt_at)
+        return await self._process(row)
+
+    async def _process(self, row: Message) -> Turn:
+        cid = row.conversation_id
         with self.db.session() as s:
             conv = s.get(Conversation, cid)
             if conv is None:
-                conv = Conversation(id=cid, channel=channel)
-                s.add(conv)
-                s.flush()
-            first_turn = s.scalar(select(func.count(Message.id)).where(
-                Message.conversation_id == cid, Message.direction == "in")) == 0
-            if conv.language is None:
-                hint = self._supported(language_hint)
-                conv.language = hint or self.settings.default_language
-                conv.language_source = "suggested" if hint else "default"
-            language, source = conv.language, conv.language_source
+                return Turn(cid, row.id, "gone")
+            language, source, channel, address = conv.language, conv.language_source, conv.channel, conv.address
+            first_turn = not s.scalar(select(func.count(Message.id)).where(
+                Message.conversation_id == cid, Message.direction == "in", Message.id < row.id,
+                Message.state != IN_LIMITED))
 
+        local = LOCAL_ANSWERS.get(row.kind)
+        if local is not None:
+            return self._finish(row, [self._reply(local, language)], channel, address)
         try:
-            prepared = prepare(text, payload, self._payloads, self.settings.max_message_chars)
+            if row.kind == "offered" and row.payload:
+                prepared = Prepared(row.payload, trusted=True)
+            else:
+                prepared = prepare(row.text if row.kind != "payload" else None, row.payload, self._payloads,
+                                   self.settings.max_message_chars)
         except InputRejected as rejected:
             log.info("input rejected conversation=%s reason=%s", cid, rejected.reason)
             rendered = self.content.render(rejected.response, language, rejected.arguments)
-            return Outcome(cid, language, self._direction(language), [Reply(rendered.text)])
+            return self._finish(row, [Reply(rendered.text)], channel, address)
 
         outgoing: List[str] = []
         if not prepared.trusted and source in ("default", "suggested"):
@@ -116,12 +309,11 @@ class ConversationService:
             if detected:
                 with self.db.session() as s:
                     conv = s.get(Conversation, cid)
-                    conv.language, conv.language_source = detected, "detected"
+                    if conv is not None:
+                        conv.language, conv.language_source = detected, "detected"
                 language = detected
         outgoing.append(prepared.message)
 
-        self._store(cid, "in", "user", prepared.message if not prepared.trusted else "",
-                    payload=prepared.message if prepared.trusted else None, channel_message_id=channel_message_id)
         replies: List[Reply] = []
         try:
             for message in outgoing:
@@ -129,39 +321,131 @@ class ConversationService:
                     replies.append(Reply(str(answer.get("text") or ""), _buttons(answer.get("buttons"))))
         except RasaUnavailable as exc:
             log.warning("rasa unavailable conversation=%s error=%s", cid, exc)
-            replies = [self._reply("utter_answer_delayed", language)]
+            self.rasa_down = True
+            return self._postpone(row, language)
         except RasaError as exc:
-            log.error("rasa error conversation=%s error=%s", cid, exc)
-            replies = [self._reply("utter_answer_delayed", language)]
+            log.error("rasa error conversation=%s error=%s attempt=%s", cid, exc, row.attempts + 1)
+            if row.attempts + 1 < RASA_MAX_ATTEMPTS_ON_ERROR:
+                return self._postpone(row, language)
+            replies = [self._reply("utter_default", language)]
+        self.rasa_down = False
 
         current = self.language_of(cid)
         if current is None:
-            # The person's data was erased during this turn: store nothing more.
-            return Outcome(cid, language, self._direction(language), replies)
+            # The person's data was erased during this turn: deliver these replies, store nothing.
+            return Turn(cid, row.id, "gone", ephemeral=replies, channel=channel, address=address)
         language = current
         menu = self.content.language_buttons()
         if first_turn and not prepared.trusted and not any(r.buttons == menu for r in replies):
             replies.append(self._reply(LANGUAGE_MENU, language))
-        for reply in replies:
-            self._store(cid, "out", "bot", reply.text)
+        # A pressed button keeps its title for the transcript; typed text is kept as Rasa saw it.
+        return self._finish(row, replies, channel, address, text=None if prepared.trusted else prepared.message,
+                            payload=prepared.message if prepared.trusted else None)
+
+    def _finish(self, row: Message, replies: List[Reply], channel: str, address: Optional[str],
+                text: Optional[str] = None, payload: Optional[str] = None) -> Turn:
         with self.db.session() as s:
-            conv = s.get(Conversation, cid)
-            if conv is not None:
-                conv.last_activity_at = utcnow()
-        return Outcome(cid, language, self._direction(language), replies)
+            conv = s.get(Conversation, row.conversation_id)
+            current = s.get(Message, row.id)
+            if conv is None or current is None:
+                return Turn(row.conversation_id, row.id, "gone", ephemeral=replies, channel=channel, address=address)
+            current.state = IN_DONE
+            current.next_attempt_at = None
+            if text is not None:
+                current.text = text
+            if payload is not None:
+                current.payload = payload[:256]
+            conv.delay_notified = False
+            conv.last_activity_at = utcnow()
+            self._enqueue(s, conv, replies, row.id)
+        return Turn(row.conversation_id, row.id, "done")
 
-    def _direction(self, language: Optional[str]) -> str:
-        return self.content.languages[self.content.resolve_language(language)].direction
+    def _postpone(self, row: Message, language: str) -> Turn:
+        attempts = row.attempts + 1
+        retry_at = utcnow() + dt.timedelta(seconds=backoff_seconds(attempts))
+        with self.db.session() as s:
+            conv = s.get(Conversation, row.conversation_id)
+            if conv is None:
+                return Turn(row.conversation_id, row.id, "gone")
+            # Later messages wait too: a conversation is answered in order.
+            s.execute(update(Message).where(Message.conversation_id == row.conversation_id,
+                                            Message.direction == "in", Message.state == IN_PENDING)
+                      .values(next_attempt_at=retry_at))
+            s.execute(update(Message).where(Message.id == row.id).values(attempts=attempts))
+            if not conv.delay_notified:
+                conv.delay_notified = True
+                self._enqueue(s, conv, [self._reply("utter_answer_delayed", conv.language or language)], row.id,
+                              kind="delay_notice")
+        return Turn(row.conversation_id, row.id, "retry", retry_at=retry_at)
 
-    def _reply(self, response: str, language: str, **arguments: Any) -> Reply:
+    def _enqueue(self, s, conv: Conversation, replies: List[Reply], reply_to: Optional[int],
+                 kind: str = "text") -> None:
+        split = self.splitters.get(conv.channel)
+        for reply in replies:
+            for part in (split(reply, conv.language) if split else [reply]):
+                s.add(Message(conversation_id=conv.id, direction="out", sender="bot", text=part.text,
+                              buttons=json.dumps(part.buttons, ensure_ascii=False) if part.buttons else None,
+                              state=OUT_PENDING, reply_to=reply_to, language=conv.language, kind=kind))
+
+    def wake_waiting(self) -> int:
+        """Make every waiting message due now (Rasa is back); returns how many."""
+        with self.db.session() as s:
+            return s.execute(update(Message).where(Message.direction == "in", Message.state == IN_PENDING,
+                                                   Message.next_attempt_at.isnot(None))
+                             .values(next_attempt_at=None)).rowcount
+
+    def pending_conversations(self, limit: int = 100) -> List[str]:
+        """Conversations with a message due for processing."""
+        now = utcnow()
+        with self.db.session() as s:
+            return list(s.scalars(select(Message.conversation_id).where(
+                Message.direction == "in", Message.state == IN_PENDING,
+                (Message.next_attempt_at.is_(None)) | (Message.next_attempt_at <= now))
+                .group_by(Message.conversation_id).order_by(func.min(Message.id)).limit(limit)))
+
+    # -- web chat: replies are collected by the browser ----------------------------------------
+    def collect(self, cid: str) -> List[Reply]:
+        """Take the conversation's undelivered replies (each handed out once)."""
+        replies: List[Reply] = []
+        with self.db.session() as s:
+            rows = s.scalars(select(Message).where(Message.conversation_id == cid, Message.direction == "out",
+                                                   Message.state == OUT_PENDING).order_by(Message.id)).all()
+            for row in rows:
+                taken = s.execute(update(Message).where(Message.id == row.id, Message.state == OUT_PENDING)
+                                  .values(state=OUT_SENT, sent_at=utcnow())).rowcount
+                if taken:
+                    replies.append(Reply(row.text, json.loads(row.buttons) if row.buttons else []))
+        return replies
+
+    def state_of(self, message_id: int) -> Optional[str]:
+        with self.db.session() as s:
+            return s.scalar(select(Message.state).where(Message.id == message_id))
+
+    # -- both steps at once ----------------------------------------------------------------------
+    async def handle(self, channel: str, user_id: str, text: Optional[str] = None,
+                     payload: Optional[str] = None, language_hint: Optional[str] = None,
+                     channel_message_id: Optional[str] = None) -> Outcome:
+        """Accept and process one message now, and collect its replies (web chat, tests, tools)."""
+        accepted = self.accept(Incoming(channel, user_id, text=text, payload=payload,
+                                        kind="payload" if payload is not None and text is None else "text",
+                                        message_id=channel_message_id, language_hint=language_hint))
+        cid = accepted.conversation_id
+        ephemeral: List[Reply] = []
+        while True:
+            turn = await self.process_next(cid)
+            if turn is None or turn.status == "retry":
+                break
+            ephemeral.extend(turn.ephemeral)
+            if turn.status == "gone":
+                break
+        replies = self.collect(cid) + ephemeral
+        language = self.language_of(cid) or self.settings.default_language
+        pending = accepted.message_id is not None and self.state_of(accepted.message_id) == IN_PENDING
+        return Outcome(cid, language, self.direction(language), replies, pending=pending)
+
+    def _reply(self, response: str, language: Optional[str], **arguments: Any) -> Reply:
         rendered = self.content.render(response, language, arguments)
         return Reply(rendered.text, rendered.buttons)
-
-    def _store(self, cid: str, direction: str, sender: str, text: str, payload: Optional[str] = None,
-               channel_message_id: Optional[str] = None) -> None:
-        with self.db.session() as s:
-            s.add(Message(conversation_id=cid, direction=direction, sender=sender, text=text,
-                          payload=payload, channel_message_id=channel_message_id))
 
 
 def _buttons(raw: Any) -> List[Dict[str, str]]:

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -47,13 +49,31 @@ class Conversation(Base):
     language_source = Column(String(16), nullable=True)
     created_at = Column(DateTime, nullable=False, default=utcnow)
     last_activity_at = Column(DateTime, nullable=False, default=utcnow)
+    # Where replies go on the channel (Telegram chat id, WhatsApp number); never sent to Rasa or logged.
+    address = Column(String(128), nullable=True)
+    last_inbound_at = Column(DateTime, nullable=True)  # WhatsApp's 24-hour window starts here
+    template_sent_at = Column(DateTime, nullable=True)  # last re-engagement template (WhatsApp)
+    delay_notified = Column(Boolean, nullable=False, default=False)  # told "answers are delayed"
+    # Leases: one worker at a time processes (or sends for) a conversation, across processes.
+    lease_owner = Column(String(64), nullable=True)
+    lease_until = Column(DateTime, nullable=True)
+    send_lease_owner = Column(String(64), nullable=True)
+    send_lease_until = Column(DateTime, nullable=True)
+
+
+# Message.state for direction "in": pending -> done (answered) | rejected (bad input, answered)
+#   | limited (over the rate limit) ; for "out": pending -> sending -> sent | failed ; held (WhatsApp
+#   window closed: sent when the person writes again).
+IN_PENDING, IN_DONE, IN_LIMITED = "pending", "done", "limited"
+OUT_PENDING, OUT_SENDING, OUT_SENT, OUT_FAILED, OUT_HELD = "pending", "sending", "sent", "failed", "held"
 
 
 class Message(Base):
     """A message in or out, kept for the transcript a counsellor sees."""
 
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("conversation_id", "channel_message_id", name="uq_message_channel_id"),)
+    __table_args__ = (UniqueConstraint("conversation_id", "channel_message_id", name="uq_message_channel_id"),
+                      Index("ix_messages_conversation_state", "conversation_id", "direction", "state"))
 
     id = Column(Integer, primary_key=True, autoincrement=True)
     conversation_id = Column(String(64), ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False, index=True)
@@ -63,6 +83,16 @@ class Message(Base):
     text = Column(Text, nullable=False, default="")
     payload = Column(String(256), nullable=True)
     created_at = Column(DateTime, nullable=False, default=utcnow)
+    state = Column(String(16), nullable=False, default="done", index=True)
+    kind = Column(String(16), nullable=False, default="text")  # text, payload, voice, photo, location, ...
+    sequence = Column(BigInteger, nullable=True)  # the platform's order (Telegram update_id, WhatsApp time)
+    attempts = Column(Integer, nullable=False, default=0)
+    next_attempt_at = Column(DateTime, nullable=True)
+    reply_to = Column(Integer, nullable=True)  # for "out": the incoming message it answers
+    buttons = Column(Text, nullable=True)  # for "out": JSON list of {title, payload}
+    language = Column(String(16), nullable=True)
+    error = Column(String(64), nullable=True)  # short code of the last failure, never text
+    sent_at = Column(DateTime, nullable=True)
 
 
 class Handoff(Base):

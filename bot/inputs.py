@@ -27,6 +27,8 @@ COMMANDS = {
     "human": "/talk_to_human",
 }
 _COMMAND = re.compile(r"^/([A-Za-z_]+)(?:@[A-Za-z0-9_]+)?\s*$")
+# Telegram deep links arrive as "/start <parameter>"; the parameter is ignored.
+_START = re.compile(r"^/start(?:@[A-Za-z0-9_]+)?\s+\S{1,64}$", re.IGNORECASE)
 # Control characters except tab and newline; also lone surrogates and the BOM.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufeff\ud800-\udfff]")
 
@@ -66,6 +68,8 @@ def prepare(text: Optional[str], payload: Optional[str], allowed_payloads: Set[s
             return Prepared(payload, trusted=True)
         text = payload if text is None else text  # an unknown payload is just text
     cleaned = clean_text(text if text is not None else "", max_chars)
+    if _START.match(cleaned):
+        return Prepared(COMMANDS["start"], trusted=True)
     command = _COMMAND.match(cleaned)
     if command and command.group(1).lower() in COMMANDS:
         return Prepared(COMMANDS[command.group(1).lower()], trusted=True)

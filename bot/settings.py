@@ -8,6 +8,7 @@ Secrets print as ``****``. Every variable is documented in README.md ("Configura
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional
@@ -67,8 +68,15 @@ def _secret(value: str) -> Secret:
     return Secret(value)
 
 
-def _setting(default: Optional[str], cast: Callable[[str], object] = str, *, help: str) -> object:
-    return field(default=None, metadata={"default": default, "cast": cast, "help": help})
+def _setting(default: Optional[str], cast: Callable[[str], object] = str, *, help: str,
+             optional: bool = False) -> object:
+    return field(default=None, metadata={"default": default, "cast": cast, "help": help, "optional": optional})
+
+
+def _url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("must be an http(s) URL")
+    return value.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -89,11 +97,42 @@ class Settings:
     rasa_timeout_seconds: float = _setting("30", float, help="How long to wait for Rasa's answer")
     log_level: str = _setting("INFO", help="Log level of the gateway")
     content_dir: Path = _setting(str(ROOT / "data" / "content"), Path, help="Folder of content files")
+    user_messages_per_minute: int = _setting("20", int, help="Messages one person may send per minute")
+    webchat_wait_seconds: float = _setting("25", float, help="How long a web chat request waits for its answer")
+    outbox_give_up_hours: float = _setting("24", float, help="How long a reply is retried before it is given up")
+    # Telegram (optional: the channel is on when TELEGRAM_BOT_TOKEN is set)
+    telegram_bot_token: Optional[Secret] = _setting(None, _secret, optional=True,
+                                                    help="Token from @BotFather; empty = Telegram off")
+    telegram_webhook_secret: Optional[Secret] = _setting(
+        None, _secret, optional=True, help="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token")
+    telegram_webhook_url: Optional[str] = _setting(
+        None, _url, optional=True, help="Public https URL of /telegram/webhook; empty = polling")
+    telegram_api_base_url: str = _setting("https://api.telegram.org", _url, help="Telegram Bot API base URL")
+    # WhatsApp Cloud API (optional: on when WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID are set)
+    whatsapp_access_token: Optional[Secret] = _setting(None, _secret, optional=True,
+                                                       help="Graph API access token; empty = WhatsApp off")
+    whatsapp_app_secret: Optional[Secret] = _setting(None, _secret, optional=True,
+                                                     help="App secret that signs webhooks (X-Hub-Signature-256)")
+    whatsapp_verify_token: Optional[Secret] = _setting(None, _secret, optional=True,
+                                                       help="Token for the webhook verification challenge")
+    whatsapp_phone_number_id: Optional[str] = _setting(None, optional=True, help="Business phone number id")
+    whatsapp_api_base_url: str = _setting("https://graph.facebook.com", _url, help="Graph API base URL")
+    whatsapp_api_version: str = _setting("v21.0", help="Graph API version in the messages URL")
+    whatsapp_template_name: Optional[str] = _setting(
+        None, optional=True, help="Approved template sent outside the 24-hour window")
 
     def describe(self) -> Dict[str, str]:
         """Each setting with secrets masked (safe to print)."""
         return {f.name: repr(getattr(self, f.name)) if isinstance(getattr(self, f.name), Secret)
                 else str(getattr(self, f.name)) for f in fields(self)}
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return self.telegram_bot_token is not None
+
+    @property
+    def whatsapp_enabled(self) -> bool:
+        return self.whatsapp_access_token is not None and bool(self.whatsapp_phone_number_id)
 
 
 ENV_NAMES = {f.name: f.name.upper() for f in fields(Settings)}
@@ -111,6 +150,9 @@ def load_settings(
         name = ENV_NAMES[f.name]
         raw = environ.get(name, file_values.get(name, f.metadata["default"]))
         if raw is None or raw == "":
+            if f.metadata["optional"]:
+                values[f.name] = None
+                continue
             problems.append(f"{name} is required ({f.metadata['help']})")
             continue
         try:

@@ -57,6 +57,8 @@ class FakeRasa:
     def handler(self, request: httpx.Request) -> httpx.Response:
         if self.down:
             raise httpx.ConnectError("down", request=request)
+        if request.url.path == "/status":
+            return httpx.Response(200, json={"model_file": "models/fake.tar.gz"})
         body = json.loads(request.content)
         self.received.append(body)
         return httpx.Response(200, json=self.answer(body))

@@ -41,26 +41,77 @@
     item.scrollIntoView({ block: "end" });
   }
 
+  function randomId() {
+    const bytes = new Uint8Array(12);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  function show(data) {
+    document.documentElement.lang = data.language;
+    document.documentElement.dir = data.direction;
+    for (const reply of data.replies) add("bot", reply.text, reply.buttons);
+  }
+
+  // While an answer is still on its way (the assistant was busy or restarting), ask for it every
+  // few seconds; the server hands out each reply once.
+  let polling = null;
+  function pollUntilAnswered(deadline) {
+    if (polling) return;
+    polling = setInterval(async () => {
+      try {
+        const response = await fetch("/webchat/api/messages?user_id=" + encodeURIComponent(userId()));
+        const data = await response.json();
+        if (response.ok && data.replies.length) {
+          show(data);
+          typing.hidden = true;
+          clearInterval(polling);
+          polling = null;
+        }
+      } catch (error) { /* offline for a moment: try again */ }
+      if (Date.now() > deadline && polling) {
+        clearInterval(polling);
+        polling = null;
+      }
+    }, 3000);
+  }
+
+  async function post(body) {
+    // The same message_id on a retry: the server stores and answers the message once.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fetch("/webchat/api/message", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(body),
+        });
+      } catch (error) {
+        if (attempt >= 2) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 1500 * (attempt + 1)));
+      }
+    }
+  }
+
   async function send(body, shown) {
     add("user", shown);
     typing.hidden = false;
     body.user_id = userId();
+    body.message_id = randomId();
     body.language = (navigator.language || "en").slice(0, 2);
+    let waiting = false;
     try {
-      const response = await fetch("/webchat/api/message", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(body),
-      });
+      const response = await post(body);
       const data = await response.json();
       if (!response.ok) throw new Error(data.message || response.statusText);
-      document.documentElement.lang = data.language;
-      document.documentElement.dir = data.direction;
-      for (const reply of data.replies) add("bot", reply.text, reply.buttons);
+      show(data);
+      if (data.pending) {
+        waiting = true;
+        pollUntilAnswered(Date.now() + 10 * 60 * 1000);
+      }
     } catch (error) {
       add("bot", "⚠ " + error.message);
     } finally {
-      typing.hidden = true;
+      typing.hidden = !waiting;
     }
   }
 

@@ -98,3 +98,31 @@ def test_nlg_records_the_language_for_the_gateway(client, settings, fake_rasa):
 
 def test_health(client):
     assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_web_chat_answer_delayed_then_collected_once(client, fake_rasa, content):
+    fake_rasa.down = True
+    first = client.post("/webchat/api/message", json={"user_id": "webwait0001", "text": "are you there",
+                                                      "message_id": "msg-000000001"}).json()
+    assert first["pending"] is True
+    assert [r["text"] for r in first["replies"]] == [content.render("utter_answer_delayed", "en").text]
+    # The browser retries the same message (a network hiccup): stored once, not told twice.
+    again = client.post("/webchat/api/message", json={"user_id": "webwait0001", "text": "are you there",
+                                                      "message_id": "msg-000000001"}).json()
+    assert again["replies"] == []
+    fake_rasa.down = False
+    replies = []
+    for _ in range(100):
+        replies += client.get("/webchat/api/messages", params={"user_id": "webwait0001"}).json()["replies"]
+        if replies:
+            break
+        import time
+
+        time.sleep(0.1)
+    assert replies[0]["text"] == "echo:are you there"
+    assert client.get("/webchat/api/messages", params={"user_id": "webwait0001"}).json()["replies"] == []
+    assert [r["message"] for r in fake_rasa.received] == ["are you there"]
+
+
+def test_web_chat_poll_needs_a_valid_user_id(client):
+    assert client.get("/webchat/api/messages", params={"user_id": "x"}).status_code == 400

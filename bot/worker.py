@@ -1,0 +1,336 @@
+"""The gateway's background worker: answers waiting messages and sends the outbox.
+
+- Processing: for every conversation with a message due, one task at a time per conversation
+  (a lease in the database, so several gateway processes can share the work), messages in the
+  platform's order. When Rasa is down a probe checks it every second; when it is back every
+  waiting message becomes due at once.
+- Sending: the outbox of each conversation is sent in order, one platform call per row, with
+  retries and backoff that honour the platform's `retry_after`. A reply that cannot be delivered
+  within OUTBOX_GIVE_UP_HOURS is marked failed (the transcript keeps it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Protocol, Set
+
+from sqlalchemy import func, select, update
+
+from bot.conversation import ConversationService, Reply, Turn, backoff_seconds
+from bot.db import IN_PENDING, OUT_FAILED, OUT_HELD, OUT_PENDING, OUT_SENT, Conversation, Message, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Delivery:
+    """One row of the outbox, with what a channel needs to send it."""
+
+    id: int
+    conversation_id: str
+    address: str
+    text: str
+    buttons: List[Dict[str, str]] = field(default_factory=list)
+    language: Optional[str] = None
+    last_inbound_at: Optional[dt.datetime] = None
+    template_sent_at: Optional[dt.datetime] = None
+
+
+@dataclass
+class SendResult:
+    status: str  # sent | retry | failed | held
+    retry_after: Optional[float] = None  # seconds, when the platform said so
+    error: Optional[str] = None  # a short code, never message text
+    template_sent: bool = False
+
+    @classmethod
+    def sent(cls) -> "SendResult":
+        return cls("sent")
+
+
+class Sender(Protocol):
+    channel: str
+
+    def split(self, reply: Reply, language: Optional[str]) -> List[Reply]:
+        ...
+
+    async def send(self, delivery: Delivery) -> SendResult:
+        ...
+
+    async def close(self) -> None:
+        ...
+
+
+class Worker:
+    def __init__(self, service: ConversationService, senders: Dict[str, Sender], concurrency: int = 16,
+                 lease_seconds: float = 120.0, poll_seconds: float = 0.5, probe_seconds: float = 1.0) -> None:
+        self.service = service
+        self.db = service.db
+        self.senders = senders
+        self.concurrency = concurrency
+        self.lease = dt.timedelta(seconds=lease_seconds)
+        self.poll = poll_seconds
+        self.probe = probe_seconds
+        self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._inbound = asyncio.Event()
+        self._outbound = asyncio.Event()
+        self._processing: Set[str] = set()
+        self._sending: Set[str] = set()
+        self._tasks: Set[asyncio.Task] = set()
+        self._loops: List[asyncio.Task] = []
+        self._done: Dict[int, asyncio.Event] = {}
+        self._stopping = False
+        for channel, sender in senders.items():
+            service.splitters[channel] = sender.split
+        service.on_accepted = lambda accepted: self.wake()
+
+    # -- life cycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loops = [asyncio.create_task(self._process_loop(), name="process-loop"),
+                       asyncio.create_task(self._send_loop(), name="send-loop"),
+                       asyncio.create_task(self._probe_loop(), name="rasa-probe")]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._loops:
+            task.cancel()
+        pending = list(self._tasks)
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+        for task in self._loops + list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for sender in self.senders.values():
+            await sender.close()
+
+    def wake(self) -> None:
+        self._inbound.set()
+
+    def wake_sender(self) -> None:
+        self._outbound.set()
+
+    def _spawn(self, coro, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sleep(self, event: asyncio.Event) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(event.wait(), self.poll)
+        event.clear()
+
+    # -- leases ----------------------------------------------------------------------------------
+    def _claim(self, cid: str, owner_col, until_col) -> bool:
+        now = utcnow()
+        with self.db.session() as s:
+            return s.execute(update(Conversation).where(
+                Conversation.id == cid,
+                (until_col.is_(None)) | (until_col < now) | (owner_col == self.owner))
+                .values({owner_col: self.owner, until_col: now + self.lease})).rowcount == 1
+
+    def _release(self, cid: str, owner_col, until_col) -> None:
+        with self.db.session() as s:
+            s.execute(update(Conversation).where(Conversation.id == cid, owner_col == self.owner)
+                      .values({owner_col: None, until_col: None}))
+
+    # -- processing ------------------------------------------------------------------------------
+    async def _process_loop(self) -> None:
+        while not self._stopping:
+            try:
+                for cid in self.service.pending_conversations():
+                    if cid in self._processing or len(self._processing) >= self.concurrency:
+                        continue
+                    if self._claim(cid, Conversation.lease_owner, Conversation.lease_until):
+                        self._processing.add(cid)
+                        self._spawn(self._process_conversation(cid), "process")
+            except Exception:  # the database may be restarting: try again shortly
+                log.exception("process loop error")
+            await self._sleep(self._inbound)
+
+    async def _process_conversation(self, cid: str) -> None:
+        try:
+            while not self._stopping:
+                if not self._claim(cid, Conversation.lease_owner, Conversation.lease_until):
+                    break
+                turn = await self.service.process_next(cid)
+                if turn is None:
+                    break
+                self._notify(turn.message_id)
+                if turn.ephemeral:
+                    await self._send_ephemeral(turn)
+                self.wake_sender()
+                if turn.status == "retry":
+                    break
+        except Exception:
+            log.exception("processing failed conversation=%s", cid)
+        finally:
+            self._processing.discard(cid)
+            with contextlib.suppress(Exception):
+                self._release(cid, Conversation.lease_owner, Conversation.lease_until)
+
+    def _notify(self, message_id: int) -> None:
+        event = self._done.get(message_id)
+        if event is not None:
+            event.set()
+
+    async def wait_processed(self, message_id: int, timeout: float) -> None:
+        """Wait until the message was answered or postponed (Rasa down), at most `timeout` seconds."""
+        event = self._done.setdefault(message_id, asyncio.Event())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                with self.db.session() as s:
+                    row = s.execute(select(Message.state, Message.attempts).where(Message.id == message_id)).first()
+                if row is None or row.state != IN_PENDING or row.attempts > 0:
+                    return
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(event.wait(), min(remaining, 0.25))
+                event.clear()
+        finally:
+            self._done.pop(message_id, None)
+
+    async def _probe_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.probe)
+            if not self.service.rasa_down:
+                continue
+            try:
+                if await self.service.rasa.ready():
+                    self.service.rasa_down = False
+                    woken = self.service.wake_waiting()
+                    log.info("rasa is back; %s waiting messages are due", woken)
+                    self.wake()
+            except Exception:
+                log.exception("rasa probe error")
+
+    # -- sending ---------------------------------------------------------------------------------
+    def _due_outbox(self, limit: int = 100) -> List[str]:
+        if not self.senders:
+            return []
+        now = utcnow()
+        with self.db.session() as s:
+            return list(s.scalars(
+                select(Message.conversation_id).join(Conversation, Conversation.id == Message.conversation_id)
+                .where(Message.direction == "out", Message.state == OUT_PENDING,
+                       Conversation.channel.in_(list(self.senders)),
+                       (Message.next_attempt_at.is_(None)) | (Message.next_attempt_at <= now))
+                .group_by(Message.conversation_id).order_by(func.min(Message.id)).limit(limit)))
+
+    async def _send_loop(self) -> None:
+        while not self._stopping:
+            try:
+                for cid in self._due_outbox():
+                    if cid in self._sending or len(self._sending) >= self.concurrency:
+                        continue
+                    if self._claim(cid, Conversation.send_lease_owner, Conversation.send_lease_until):
+                        self._sending.add(cid)
+                        self._spawn(self._send_conversation(cid), "send")
+            except Exception:
+                log.exception("send loop error")
+            await self._sleep(self._outbound)
+
+    def _next_delivery(self, cid: str):
+        with self.db.session() as s:
+            conv = s.get(Conversation, cid)
+            row = s.scalars(select(Message).where(Message.conversation_id == cid, Message.direction == "out",
+                                                  Message.state == OUT_PENDING)
+                            .order_by(Message.id).limit(1)).first()
+            return conv, row
+
+    async def _send_conversation(self, cid: str) -> None:
+        give_up = dt.timedelta(hours=self.service.settings.outbox_give_up_hours)
+        try:
+            while not self._stopping:
+                if not self._claim(cid, Conversation.send_lease_owner, Conversation.send_lease_until):
+                    break
+                conv, row = self._next_delivery(cid)
+                if conv is None or row is None:
+                    break
+                now = utcnow()
+                if row.next_attempt_at is not None and row.next_attempt_at > now:
+                    break
+                sender = self.senders.get(conv.channel)
+                if sender is None:
+                    break
+                if not conv.address:
+                    self._mark(row.id, OUT_FAILED, error="no_address")
+                    continue
+                if now - row.created_at > give_up:
+                    self._mark(row.id, OUT_FAILED, error="expired")
+                    log.warning("reply given up conversation=%s message=%s", cid, row.id)
+                    continue
+                delivery = Delivery(row.id, cid, conv.address, row.text,
+                                    json.loads(row.buttons) if row.buttons else [], row.language or conv.language,
+                                    conv.last_inbound_at, conv.template_sent_at)
+                try:
+                    result = await sender.send(delivery)
+                except Exception:  # a bug or an unexpected answer: retry later, never lose the reply
+                    log.exception("send failed conversation=%s message=%s", cid, row.id)
+                    result = SendResult("retry", error="exception")
+                if not self._apply(cid, row, result):
+                    break
+        except Exception:
+            log.exception("sending stopped conversation=%s", cid)
+        finally:
+            self._sending.discard(cid)
+            with contextlib.suppress(Exception):
+                self._release(cid, Conversation.send_lease_owner, Conversation.send_lease_until)
+
+    def _mark(self, message_id: int, state: str, error: Optional[str] = None) -> None:
+        with self.db.session() as s:
+            s.execute(update(Message).where(Message.id == message_id).values(
+                state=state, error=error, sent_at=utcnow() if state == OUT_SENT else None))
+
+    def _apply(self, cid: str, row: Message, result: SendResult) -> bool:
+        """Record a send result; True to go on with the conversation's next reply."""
+        if result.status == "sent":
+            self._mark(row.id, OUT_SENT)
+            return True
+        if result.status == "failed":
+            log.warning("reply failed conversation=%s message=%s error=%s", cid, row.id, result.error)
+            self._mark(row.id, OUT_FAILED, error=result.error)
+            return True
+        if result.status == "held":
+            with self.db.session() as s:
+                s.execute(update(Message).where(Message.id == row.id).values(state=OUT_HELD, error=result.error))
+                if result.template_sent:
+                    s.execute(update(Conversation).where(Conversation.id == cid)
+                              .values(template_sent_at=utcnow()))
+            return True
+        attempts = row.attempts + 1
+        delay = result.retry_after if result.retry_after is not None else backoff_seconds(attempts, cap=60.0)
+        retry_at = utcnow() + dt.timedelta(seconds=delay)
+        log.info("reply retry conversation=%s message=%s attempt=%s in=%.1fs error=%s", cid, row.id, attempts,
+                 delay, result.error)
+        with self.db.session() as s:
+            s.execute(update(Message).where(Message.id == row.id).values(attempts=attempts, error=result.error))
+            # The later replies wait too, so that they arrive in order.
+            s.execute(update(Message).where(Message.conversation_id == cid, Message.direction == "out",
+                                            Message.state == OUT_PENDING).values(next_attempt_at=retry_at))
+        return False
+
+    async def _send_ephemeral(self, turn: Turn) -> None:
+        """Replies of a turn whose conversation was erased: sent now, never stored."""
+        sender = self.senders.get(turn.channel or "")
+        if sender is None or not turn.address:
+            return
+        for reply in turn.ephemeral:
+            for part in sender.split(reply, None):
+                for attempt in range(3):
+                    # no buttons: nothing is stored that a button could point to
+                    result = await sender.send(Delivery(0, turn.conversation_id, turn.address, part.text))
+                    if result.status != "retry":
+                        break
+                    await asyncio.sleep(min(result.retry_after or backoff_seconds(attempt + 1), 5))
