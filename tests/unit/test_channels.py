@@ -326,11 +326,12 @@ def test_whatsapp_buttons_lists_and_a_press(gateway, platforms, fake_rasa, conte
     sent = platforms.whatsapp_to("4915100000004")[:3]
     assert sent[0]["interactive"]["type"] == "button"
     assert [b["reply"]["title"] for b in sent[0]["interactive"]["action"]["buttons"]] == ["Options", "Person", "Stop"]
-    lists = [m for m in sent if m["type"] == "interactive" and m["interactive"]["type"] == "list"]
-    assert len(lists) == 2  # 12 rows: WhatsApp allows 10 per list
-    assert all(len(m["interactive"]["action"]["sections"][0]["rows"]) <= 10 for m in lists)
-    assert all(len(r["title"]) <= 24 for m in lists for r in m["interactive"]["action"]["sections"][0]["rows"])
-    assert lists[0]["interactive"]["action"]["button"] == content.render("utter_choose", "en").text
+    many, rest = sent[1]["interactive"], sent[2]["interactive"]
+    assert many["type"] == "list" and many["body"]["text"] == "Many"  # 12 options: a list holds 10
+    rows = many["action"]["sections"][0]["rows"]
+    assert len(rows) == 10 and all(len(r["title"]) <= 24 for r in rows)
+    assert many["action"]["button"] == content.render("utter_choose", "en").text
+    assert rest["type"] == "button" and len(rest["action"]["buttons"]) == 2  # the other 2, as reply buttons
     button_id = sent[0]["interactive"]["action"]["buttons"][1]["reply"]["id"]
     fake_rasa.answer = lambda body: [{"text": "ok"}]
     raw, headers = signed(whatsapp_body([whatsapp_reply("4915100000004", "wamid.C2", button_id, "Person")]))
