@@ -32,8 +32,48 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+TELEGRAM_SECRET = "e2e-telegram-secret-" + secrets.token_hex(8)
+WHATSAPP_APP_SECRET = "e2e-whatsapp-app-secret-" + secrets.token_hex(8)
+
+
 @pytest.fixture(scope="session")
-def servers(trained_model, tmp_path_factory):
+def platforms():
+    """The fake Telegram Bot API and WhatsApp Graph API the gateway talks to."""
+    from tests.fakes.platforms import FakePlatforms
+
+    fake = FakePlatforms().start()
+    yield fake
+    fake.stop()
+
+
+class Servers(dict):
+    """The running processes; `restart("rasa")` stops one and starts it again (failure tests)."""
+
+    def stop(self, name: str) -> None:
+        proc = self["procs"][name]
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=30)
+
+    def start(self, name: str) -> None:
+        command = self["commands"][name]
+        self["procs"][name] = subprocess.Popen(command, cwd=ROOT, env=self["process_env"], stdout=self["logs"][name],
+                                               stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self['url']}/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError("servers not ready again")
+
+
+@pytest.fixture(scope="session")
+def servers(trained_model, tmp_path_factory, platforms):
     """Start the three processes on free ports with their own databases; yield the gateway URL."""
     work = tmp_path_factory.mktemp("servers")
     rasa_port, actions_port, gateway_port = _free_port(), _free_port(), _free_port()
@@ -45,6 +85,15 @@ def servers(trained_model, tmp_path_factory):
         "PSEUDONYM_KEY": "e2e-pseudonym-key-" + secrets.token_hex(8),
         "GATEWAY_PORT": str(gateway_port),
         "RASA_TRACKER_DB": str(work / "tracker.db"),
+        "TELEGRAM_BOT_TOKEN": "424242:e2e-telegram-bot-token",
+        "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
+        "TELEGRAM_WEBHOOK_URL": "https://crossroads.example.org/telegram/webhook",
+        "TELEGRAM_API_BASE_URL": platforms.url,
+        "WHATSAPP_ACCESS_TOKEN": "e2e-whatsapp-access-token-" + secrets.token_hex(8),
+        "WHATSAPP_APP_SECRET": WHATSAPP_APP_SECRET,
+        "WHATSAPP_VERIFY_TOKEN": "e2e-whatsapp-verify-" + secrets.token_hex(8),
+        "WHATSAPP_PHONE_NUMBER_ID": "106540352242922",
+        "WHATSAPP_API_BASE_URL": platforms.url,
     }
     settings = load_settings(env_vars, env_file=work / "none.env")
     from bot.db import Database
@@ -58,10 +107,12 @@ def servers(trained_model, tmp_path_factory):
     env.update(env_vars)
     logs = {}
     procs = []
+    running = Servers(procs={}, commands={}, logs=logs, process_env=env)
     for p in commands(settings, trained_model, rasa_port=rasa_port, actions_port=actions_port):
         logs[p.name] = open(work / f"{p.name}.log", "w")
-        procs.append(subprocess.Popen(p.command, cwd=ROOT, env=env, stdout=logs[p.name], stderr=subprocess.STDOUT,
-                                      start_new_session=True))
+        running["commands"][p.name] = p.command
+        running.start(p.name)
+        procs.append(running["procs"][p.name])
     base = f"http://127.0.0.1:{gateway_port}"
     deadline = time.monotonic() + 240
     try:
@@ -78,8 +129,10 @@ def servers(trained_model, tmp_path_factory):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"servers not ready after 240 s; logs in {work}")
             time.sleep(1)
-        yield {"url": base, "settings": settings, "work": work, "logs": logs, "env": env_vars}
+        running.update(url=base, settings=settings, work=work, env=env_vars, rasa_port=rasa_port)
+        yield running
     finally:
+        procs = list(running["procs"].values())
         for p in procs:
             if p.poll() is None:
                 os.killpg(p.pid, 15)
