@@ -13,7 +13,8 @@ from typing import List, Optional
 from bot.settings import ROOT
 
 ENV_FILE = ROOT / ".env"
-GENERATED_SECRETS = ("RASA_TOKEN", "NLG_TOKEN", "PSEUDONYM_KEY")
+# The webhook secrets are made too: they matter only once Telegram or WhatsApp is configured.
+GENERATED_SECRETS = ("RASA_TOKEN", "NLG_TOKEN", "PSEUDONYM_KEY", "TELEGRAM_WEBHOOK_SECRET", "WHATSAPP_VERIFY_TOKEN")
 
 
 def ensure_env(path: Path = ENV_FILE) -> List[str]:
@@ -30,6 +31,19 @@ def ensure_env(path: Path = ENV_FILE) -> List[str]:
                 handle.write(f"{key}={secrets.token_urlsafe(32)}\n")
         path.chmod(0o600)
     return added
+
+
+def channel_summary(settings) -> str:
+    """Which messaging channels are on, and how (never shows a secret)."""
+    parts = ["web chat"]
+    if settings.telegram_enabled:
+        parts.append("Telegram (webhook " + settings.telegram_webhook_url + ")" if settings.telegram_webhook_url
+                     else "Telegram (polling: no TELEGRAM_WEBHOOK_URL)")
+    if settings.whatsapp_enabled:
+        parts.append(f"WhatsApp (webhook at /whatsapp/webhook, phone number id {settings.whatsapp_phone_number_id})")
+    off = [name for name, on in (("Telegram", settings.telegram_enabled), ("WhatsApp", settings.whatsapp_enabled))
+           if not on]
+    return ", ".join(parts) + (f"; off: {', '.join(off)} (see README, Channels)" if off else "")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -53,6 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("run: no trained model; run without --no-train", file=sys.stderr)
         return 1
     print(f"run: web chat at http://localhost:{settings.gateway_port}  (Ctrl-C stops everything)", flush=True)
+    print(f"run: channels: {channel_summary(settings)}", flush=True)
     return supervise(commands(settings, model), environment(settings))
 
 
