@@ -111,13 +111,14 @@ async def webchat_message(request: Request) -> Response:
                         kind="payload" if payload is not None and text is None else "text",
                         message_id=f"w:{client_id}" if client_id else None)
     accepted = gw.service.accept(incoming)
+    unstored = []
     if accepted.message_id is not None and not accepted.duplicate:
-        await gw.worker.wait_processed(accepted.message_id, gw.settings.webchat_wait_seconds)
-    return _webchat_replies(gw, accepted.conversation_id, accepted.message_id)
+        unstored = await gw.worker.wait_processed(accepted.message_id, gw.settings.webchat_wait_seconds)
+    return _webchat_replies(gw, accepted.conversation_id, accepted.message_id, unstored)
 
 
-def _webchat_replies(gw: "Gateway", cid: str, message_id: Optional[int] = None) -> Response:
-    replies = gw.service.collect(cid)
+def _webchat_replies(gw: "Gateway", cid: str, message_id: Optional[int] = None, unstored=()) -> Response:
+    replies = gw.service.collect(cid) + list(unstored)
     language = gw.service.language_of(cid) or gw.settings.default_language
     pending = message_id is not None and gw.service.state_of(message_id) == IN_PENDING
     return JSONResponse({"language": language, "direction": gw.service.direction(language),

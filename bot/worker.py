@@ -86,6 +86,8 @@ class Worker:
         self._tasks: Set[asyncio.Task] = set()
         self._loops: List[asyncio.Task] = []
         self._done: Dict[int, asyncio.Event] = {}
+        # Replies of an erased conversation for a web chat request that is waiting (never stored).
+        self._unstored: Dict[int, List[Reply]] = {}
         self._stopping = False
         for channel, sender in senders.items():
             service.splitters[channel] = sender.split
@@ -163,6 +165,8 @@ class Worker:
                 turn = await self.service.process_next(cid)
                 if turn is None:
                     break
+                if turn.ephemeral and turn.channel not in self.senders and turn.message_id in self._done:
+                    self._unstored[turn.message_id] = list(turn.ephemeral)
                 self._notify(turn.message_id)
                 if turn.ephemeral:
                     await self._send_ephemeral(turn)
@@ -181,8 +185,11 @@ class Worker:
         if event is not None:
             event.set()
 
-    async def wait_processed(self, message_id: int, timeout: float) -> None:
-        """Wait until the message was answered or postponed (Rasa down), at most `timeout` seconds."""
+    async def wait_processed(self, message_id: int, timeout: float) -> List[Reply]:
+        """Wait until the message was answered or postponed (Rasa down), at most `timeout` seconds.
+
+        Returns the replies that could not be stored because the conversation was erased in that
+        turn (they are handed to the waiting request once, then forgotten)."""
         event = self._done.setdefault(message_id, asyncio.Event())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -191,15 +198,16 @@ class Worker:
                 with self.db.session() as s:
                     row = s.execute(select(Message.state, Message.attempts).where(Message.id == message_id)).first()
                 if row is None or row.state != IN_PENDING or row.attempts > 0:
-                    return
+                    return self._unstored.pop(message_id, [])
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    return
+                    return []
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(event.wait(), min(remaining, 0.25))
                 event.clear()
         finally:
             self._done.pop(message_id, None)
+            self._unstored.pop(message_id, None)
 
     async def _probe_loop(self) -> None:
         while not self._stopping:

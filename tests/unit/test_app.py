@@ -126,3 +126,22 @@ def test_web_chat_answer_delayed_then_collected_once(client, fake_rasa, content)
 
 def test_web_chat_poll_needs_a_valid_user_id(client):
     assert client.get("/webchat/api/messages", params={"user_id": "x"}).status_code == 400
+
+
+def test_web_chat_gets_the_confirmation_of_an_erasure_but_nothing_is_stored(client, fake_rasa, db):
+    from sqlalchemy import select
+
+    from bot.db import Conversation, Message
+    from bot.privacy import erase_conversation
+
+    client.post("/webchat/api/message", json={"user_id": "erase00001", "text": "hello"})
+
+    def erase(body):
+        erase_conversation(db, body["sender"])
+        return [{"text": "deleted"}]
+
+    fake_rasa.answer = erase
+    data = client.post("/webchat/api/message", json={"user_id": "erase00001", "text": "yes delete it"}).json()
+    assert [r["text"] for r in data["replies"]] == ["deleted"]
+    with db.session() as s:
+        assert s.scalars(select(Conversation)).all() == [] and s.scalars(select(Message)).all() == []

@@ -413,3 +413,19 @@ def test_polling_mode_without_a_public_url(tmp_path, platforms, rasa_client, fak
     database.dispose()
     assert [r["message"] for r in fake_rasa.received] == ["first by polling", "second"]
     assert platforms.telegram_texts(601).count("echo:second") == 1
+
+
+def test_erasure_on_telegram_confirms_and_leaves_nothing(gateway, platforms, fake_rasa):
+    from bot.privacy import erase_conversation
+
+    def erase(body):
+        erase_conversation(gateway.db, body["sender"])
+        return [{"text": "deleted", "buttons": [{"title": "Start again", "payload": "/greet"}]}]
+
+    fake_rasa.answer = erase
+    gateway.post("/telegram/webhook", json=telegram_text(1200, 515, "yes delete"), headers=TG)
+    assert platforms.wait_for(lambda: "deleted" in platforms.telegram_texts(515))
+    time.sleep(0.5)
+    assert rows(gateway.db) == []
+    with gateway.db.session() as s:
+        assert s.scalars(select(Conversation)).all() == []

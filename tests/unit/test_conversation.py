@@ -87,3 +87,36 @@ async def test_erasure_during_a_turn_leaves_nothing_behind(service, fake_rasa, d
     with db.session() as s:
         assert s.get(Conversation, outcome.conversation_id) is None
         assert s.scalars(select(Message).where(Message.conversation_id == outcome.conversation_id)).all() == []
+
+
+def test_the_same_message_delivered_concurrently_is_stored_once(service, db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot.conversation import Incoming
+
+    incoming = Incoming("telegram", "4242", text="hello", message_id="m:77", sequence=77, address="4242")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: service.accept(incoming), range(16)))
+    assert sum(not r.duplicate for r in results) == 1
+    assert len({r.message_id for r in results}) == 1
+    with db.session() as s:
+        assert len(s.scalars(select(Message).where(Message.channel_message_id == "m:77")).all()) == 1
+
+
+async def test_messages_are_processed_in_platform_order_not_arrival_order(service, fake_rasa):
+    from bot.conversation import Incoming
+
+    for sequence in (3, 1, 2):
+        service.accept(Incoming("telegram", "4243", text=f"s{sequence}", message_id=f"m:{sequence}",
+                                sequence=sequence, address="4243"))
+    cid = service.conversation_id("telegram", "4243")
+    while await service.process_next(cid):
+        pass
+    assert [r["message"] for r in fake_rasa.received] == ["s1", "s2", "s3"]
+
+
+def test_very_long_platform_ids_are_hashed_to_fit():
+    from bot.conversation import CHANNEL_KEY_MAX, channel_key
+
+    key = channel_key("x" * 500)
+    assert len(key) <= CHANNEL_KEY_MAX and key == channel_key("x" * 500) and key != channel_key("y" * 500)

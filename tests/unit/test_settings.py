@@ -45,3 +45,27 @@ def test_malformed_env_file_line(tmp_path):
     with pytest.raises(ConfigError) as info:
         read_env_file(env_file)
     assert ":1:" in str(info.value)
+
+
+def test_channels_are_off_unless_configured(tmp_path):
+    s = load_settings(GOOD, env_file=tmp_path / "none")
+    assert not s.telegram_enabled and not s.whatsapp_enabled and s.telegram_webhook_url is None
+
+
+def test_channel_urls_and_secrets_are_checked(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_settings({**GOOD, "TELEGRAM_API_BASE_URL": "api.telegram.org", "TELEGRAM_WEBHOOK_SECRET": "short"},
+                      env_file=tmp_path / "none")
+    assert "TELEGRAM_API_BASE_URL" in str(info.value) and "TELEGRAM_WEBHOOK_SECRET" in str(info.value)
+
+
+def test_whatsapp_without_its_app_secret_does_not_start(tmp_path):
+    from bot.app import create_app
+
+    s = load_settings({**GOOD, "DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}",
+                       "WHATSAPP_ACCESS_TOKEN": "a" * 20, "WHATSAPP_PHONE_NUMBER_ID": "123"},
+                      env_file=tmp_path / "none")
+    assert s.whatsapp_enabled
+    with pytest.raises(ConfigError) as info:
+        create_app(s)
+    assert "WHATSAPP_APP_SECRET" in str(info.value)
