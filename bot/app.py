@@ -24,6 +24,7 @@ from bot.channels.telegram import TelegramChannel
 from bot.channels.telegram import parse_update as parse_telegram
 from bot.channels.whatsapp import WhatsAppChannel, verify_signature
 from bot.channels.whatsapp import parse_webhook as parse_whatsapp
+from bot.console.api import routes as console_routes
 from bot.content import ContentStore
 from bot.conversation import ConversationService, Incoming
 from bot.db import IN_PENDING, Database
@@ -322,6 +323,7 @@ def create_app(settings: Optional[Settings] = None, rasa: Optional[RasaClient] =
         Route("/health", health),
         Route("/ready", ready),
         Mount("/static", StaticFiles(directory=WEBCHAT_DIR), name="static"),
+        *console_routes(),
     ], lifespan=_lifespan)
     app.state.gateway = Gateway(settings, db, content, rasa, service, worker, telegram, whatsapp)
     return app

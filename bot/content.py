@@ -38,6 +38,7 @@ class LanguageContent:
     native_review: bool
     responses: Dict[str, Dict[str, Any]]
     path: Path
+    canned: List[Dict[str, str]] = field(default_factory=list)  # counsellors' ready-made replies
 
 
 @dataclass
@@ -93,6 +94,11 @@ class ContentStore:
         for key, value in data["responses"].items():
             if not isinstance(value, dict) or not isinstance(value.get("text"), str) or not value["text"].strip():
                 raise ContentError(f"{path}: response {key!r} needs a non-empty 'text'")
+        canned = data.get("canned_replies") or []
+        if not isinstance(canned, list) or not all(
+                isinstance(c, dict) and all(isinstance(c.get(k), str) and c[k].strip() for k in ("id", "title", "text"))
+                for c in canned):
+            raise ContentError(f"{path}: canned_replies must be a list of {{id, title, text}}")
         return LanguageContent(
             code=path.stem,
             name=str(data.get("name") or path.stem),
@@ -100,7 +106,14 @@ class ContentStore:
             native_review=bool(data.get("native_review", False)),
             responses=data["responses"],
             path=path,
+            canned=[{"id": c["id"], "title": c["title"], "text": c["text"]} for c in canned],
         )
+
+    def canned_replies(self, language: Optional[str]) -> List[Dict[str, str]]:
+        """The counsellors' ready-made replies in `language` (English for any it lacks)."""
+        own = {c["id"]: c for c in self.languages[self.resolve_language(language)].canned}
+        return [dict(own.get(c["id"], c), language=self.resolve_language(language) if c["id"] in own
+                     else FALLBACK_LANGUAGE) for c in self.languages[FALLBACK_LANGUAGE].canned]
 
     # -- rendering -------------------------------------------------------------------------
     def resolve_language(self, language: Optional[str]) -> str:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.content import LANGUAGE_MENU, ContentStore
 from bot.db import (IN_DONE, IN_LIMITED, IN_PENDING, OUT_HELD, OUT_PENDING, OUT_SENT, Conversation, Database,
                     Message, utcnow)
+from bot.handoff import held_by_counsellor
 from bot.errors import InputRejected, RasaError, RasaUnavailable
 from bot.inputs import Prepared, prepare
 from bot.privacy import pseudonym
@@ -285,6 +286,18 @@ class ConversationService:
                 Message.conversation_id == cid, Message.direction == "in", Message.id < row.id,
                 Message.state != IN_LIMITED))
 
+        with self.db.session() as s:
+            held = held_by_counsellor(s, cid)
+            if held is not None:
+                # A counsellor holds the conversation: the bot is silent and Rasa is not called.
+                current = s.get(Message, row.id)
+                if current is not None:
+                    current.state, current.next_attempt_at = IN_DONE, None
+                conv = s.get(Conversation, cid)
+                if conv is not None:
+                    conv.last_activity_at = utcnow()
+                return Turn(cid, row.id, "done")
+
         local = LOCAL_ANSWERS.get(row.kind)
         if local is not None:
             return self._finish(row, [self._reply(local, language)], channel, address)
@@ -386,6 +399,13 @@ class ConversationService:
                 s.add(Message(conversation_id=conv.id, direction="out", sender="bot", text=part.text,
                               buttons=json.dumps(part.buttons, ensure_ascii=False) if part.buttons else None,
                               state=OUT_PENDING, reply_to=reply_to, language=conv.language, kind=kind))
+
+    def notify(self, cid: str, response: str, **arguments: Any) -> None:
+        """Put one of our answers in the conversation's outbox (e.g. "a counsellor has joined")."""
+        with self.db.session() as s:
+            conv = s.get(Conversation, cid)
+            if conv is not None:
+                self._enqueue(s, conv, [self._reply(response, conv.language, **arguments)], None, kind="notice")
 
     def wake_waiting(self) -> int:
         """Make every waiting message due now (Rasa is back); returns how many."""

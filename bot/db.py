@@ -93,21 +93,74 @@ class Message(Base):
     language = Column(String(16), nullable=True)
     error = Column(String(64), nullable=True)  # short code of the last failure, never text
     sent_at = Column(DateTime, nullable=True)
+    author_id = Column(Integer, nullable=True)  # the counsellor who wrote an outgoing message
+    misunderstood = Column(Boolean, nullable=False, default=False)  # marked in the console
 
 
 class Handoff(Base):
-    """A request for a human counsellor (the queue and console build on this)."""
+    """A case in the counsellors' queue: waiting -> assigned (-> snoozed -> assigned) -> resolved.
+
+    A conversation without an open case is "with the bot".
+    """
 
     __tablename__ = "handoffs"
 
     id = Column(Integer, primary_key=True, autoincrement=True)
     conversation_id = Column(String(64), ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False, index=True)
-    status = Column(String(16), nullable=False, default="waiting")
-    priority = Column(String(16), nullable=False, default="normal")
+    status = Column(String(16), nullable=False, default="waiting", index=True)
+    priority = Column(String(16), nullable=False, default="normal")  # low | normal | high | urgent
     reason = Column(String(64), nullable=False)
     urgent = Column(Boolean, nullable=False, default=False)
     waiting_since = Column(DateTime, nullable=False, default=utcnow)
     last_activity_at = Column(DateTime, nullable=False, default=utcnow)
+    language = Column(String(16), nullable=True)
+    assignee_id = Column(Integer, ForeignKey("counsellors.id", ondelete="SET NULL"), nullable=True)
+    claimed_at = Column(DateTime, nullable=True)
+    snoozed_until = Column(DateTime, nullable=True)
+    resolved_at = Column(DateTime, nullable=True)
+    consent = Column(String(16), nullable=True)  # given | urgent (help was not delayed to ask)
+    case_card = Column(Text, nullable=True)  # JSON: what the counsellor needs to know first
+
+
+class Counsellor(Base):
+    """A console account. Passwords are argon2 hashes; never logged, never returned."""
+
+    __tablename__ = "counsellors"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    username = Column(String(64), nullable=False, unique=True)
+    display_name = Column(String(128), nullable=False, default="")
+    password_hash = Column(String(256), nullable=False)
+    role = Column(String(16), nullable=False, default="counsellor")  # counsellor | supervisor | admin
+    languages = Column(String(128), nullable=False, default="")  # comma-separated codes
+    active = Column(Boolean, nullable=False, default=True)
+    failed_logins = Column(Integer, nullable=False, default=0)
+    locked_until = Column(DateTime, nullable=True)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class ConsoleSession(Base):
+    """A logged-in console session; the cookie holds the token, the table only its hash."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash = Column(String(64), primary_key=True)
+    counsellor_id = Column(Integer, ForeignKey("counsellors.id", ondelete="CASCADE"), nullable=False, index=True)
+    csrf_token = Column(String(64), nullable=False)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    expires_at = Column(DateTime, nullable=False)
+
+
+class HandoffNote(Base):
+    """A counsellor's private note on a case (never shown to the person)."""
+
+    __tablename__ = "handoff_notes"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    handoff_id = Column(Integer, ForeignKey("handoffs.id", ondelete="CASCADE"), nullable=False, index=True)
+    author_id = Column(Integer, ForeignKey("counsellors.id", ondelete="SET NULL"), nullable=True)
+    text = Column(Text, nullable=False)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
 
 
 class HandoffEvent(Base):

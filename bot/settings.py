@@ -100,6 +100,14 @@ class Settings:
     user_messages_per_minute: int = _setting("20", int, help="Messages one person may send per minute")
     webchat_wait_seconds: float = _setting("25", float, help="How long a web chat request waits for its answer")
     outbox_give_up_hours: float = _setting("24", float, help="How long a reply is retried before it is given up")
+    # Counsellors
+    counsellor_hours: str = _setting("mon-fri 09:00-17:00", help="When counsellors work, e.g. 'mon-fri 09:00-17:00; sat 10:00-14:00'")
+    counsellor_timezone: str = _setting("Europe/Brussels", help="Time zone of COUNSELLOR_HOURS (IANA name)")
+    handoff_default_wait_minutes: int = _setting("15", int, help="Expected wait told to people before there is history")
+    handoff_language_window_minutes: float = _setting(
+        "5", float, help="How long a non-urgent case is offered only to counsellors who speak its language")
+    console_session_hours: float = _setting("8", float, help="How long a console login lasts")
+    console_secure_cookie: bool = _setting("true", _bool, help="Mark the console cookie Secure (https only)")
     # Telegram (optional: the channel is on when TELEGRAM_BOT_TOKEN is set)
     telegram_bot_token: Optional[Secret] = _setting(None, _secret, optional=True,
                                                     help="Token from @BotFather; empty = Telegram off")

@@ -1,0 +1,1 @@
+"""The counsellors' web console: `/console` (page) and `/console/api/` (JSON, see docs/api.md)."""
