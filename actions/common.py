@@ -10,8 +10,13 @@ from bot.settings import load_settings
 
 
 @lru_cache(maxsize=1)
+def settings():
+    return load_settings()
+
+
+@lru_cache(maxsize=1)
 def database() -> Database:
-    return Database(load_settings().database_url)
+    return Database(settings().database_url)
 
 
 @lru_cache(maxsize=1)

@@ -69,6 +69,10 @@ class ValidateEligibilityForm(FormValidationAction):
         return events
 
 
+# Kept for a counsellor's case card (shown only if the person asks for a person and agrees).
+CASE_FACTS = ("country_of_stay", "nationality", "situation", "in_detention", "children")
+
+
 class ActionCheckEligibility(Action):
     """Tell the result for every programme of the country of stay, then the alternatives; clear the answers from the current state (the tracker history keeps them until purged, docs/privacy.md)."""
 
@@ -84,4 +88,6 @@ class ActionCheckEligibility(Action):
                  ",".join(a.outcome for a in assessments))
         for message in result_messages(assessments, facts.get("country_of_stay", ""), language, store()):
             dispatcher.utter_message(**message, language=language)
-        return [SlotSet(slot, None) for slot in FORM_SLOTS]
+        case_facts = {key: facts.get(key) for key in CASE_FACTS if facts.get(key) not in (None, "", "unknown")}
+        case_facts["eligibility"] = [{"programme": a.programme.name, "outcome": a.outcome} for a in assessments]
+        return [SlotSet(slot, None) for slot in FORM_SLOTS] + [SlotSet("case_facts", case_facts)]

@@ -368,3 +368,47 @@ def counts(db: Database, conversation_ids: Iterable[str]) -> Dict[str, int]:
         rows = s.execute(select(Message.conversation_id, func.count(Message.id))
                          .where(Message.conversation_id.in_(ids)).group_by(Message.conversation_id)).all()
     return {cid: n for cid, n in rows}
+
+
+# -- the case card ----------------------------------------------------------------------------------
+_DATE = re.compile(r"\b(\d{1,2}[./-]\d{1,2}(?:[./-]\d{2,4})?|\d{4}-\d{2}-\d{2})\b")
+_SOON = re.compile(r"\b(today|tonight|tomorrow|next week|aujourd'hui|demain|la semaine prochaine|hoy|mañana|"
+                   r"la semana que viene|la próxima semana)\b|(اليوم|غدا|غداً|بكرة|الأسبوع القادم|امروز|فردا|هفته بعد|"
+                   r"ሎሚ|ጽባሕ|ዝመጽእ ሰሙን)", re.IGNORECASE)
+
+
+def deadlines_in(texts: Iterable[str]) -> List[str]:
+    """Dates and 'tomorrow'-like words the person wrote (the words only, not their message)."""
+    found: List[str] = []
+    for text in texts:
+        for match in list(_DATE.finditer(text or "")) + list(_SOON.finditer(text or "")):
+            value = match.group(0)
+            if value not in found:
+                found.append(value)
+    return found[:10]
+
+
+def build_case_card(reason: str, intents: Iterable[str], user_texts: Iterable[str], facts: Dict[str, Any],
+                    language: Optional[str]) -> Dict[str, Any]:
+    """What a counsellor needs first: who, where, how urgent, by when, what the assistant already told."""
+    intents = list(intents)
+    vulnerabilities = {VULNERABILITY_OF[i] for i in intents if i in VULNERABILITY_OF}
+    if facts.get("in_detention") is True:
+        vulnerabilities.add("detention")
+    if "ask_medical" in intents:
+        vulnerabilities.add("medical")
+    deadlines = deadlines_in(user_texts)
+    if "imminent_removal" in intents and "removal date mentioned" not in deadlines:
+        deadlines.insert(0, "removal date mentioned")
+    return {
+        "language": language,
+        "reason": reason,
+        "country_of_stay": facts.get("country_of_stay"),
+        "country_of_origin": facts.get("nationality"),
+        "situation": facts.get("situation"),
+        "children": facts.get("children"),
+        "vulnerabilities": sorted(vulnerabilities),
+        "deadlines": deadlines,
+        "eligibility": facts.get("eligibility") or [],
+        "topics": sorted({i for i in intents if i.startswith("ask_")}),
+    }

@@ -32,7 +32,11 @@ async def run(action, t, domain):
 
 
 @pytest.fixture
-def use_db(monkeypatch, db):
+def use_db(monkeypatch, db, settings):
+    import dataclasses
+
+    always = dataclasses.replace(settings, counsellor_hours="mon-sun 00:00-23:59", counsellor_timezone="UTC")
+    monkeypatch.setattr("actions.handoff.settings", lambda: always)
     monkeypatch.setattr("actions.handoff.database", lambda: db)
     monkeypatch.setattr("actions.privacy.database", lambda: db)
     return db
@@ -98,7 +102,8 @@ async def test_session_start_ignores_an_unsupported_language(domain):
 @pytest.mark.parametrize("intent", sorted(SAFETY_INTENTS))
 async def test_safety_intents_open_an_urgent_handoff(domain, use_db, intent):
     messages, events = await run(ActionRequestHandoff(), tracker(intent=intent, sender=f"s-{intent}"), domain)
-    assert [m["response"] for m in messages] == ["utter_handoff_urgent"]
+    assert [m["response"] for m in messages] == ["utter_handoff_urgent", "utter_handoff_queue"]
+    assert messages[1]["position"] == 1 and messages[1]["minutes"] == 15
     assert events == [SlotSet("handoff_priority", "urgent")]
     with use_db.session() as s:
         handoff = s.scalars(select(Handoff).where(Handoff.conversation_id == f"s-{intent}")).one()
@@ -113,7 +118,7 @@ async def test_asking_for_a_person_is_normal_then_raised_to_urgent(domain, use_d
         handoffs = s.scalars(select(Handoff).where(Handoff.conversation_id == "s-2")).all()
         assert len(handoffs) == 1 and handoffs[0].priority == "urgent"
         kinds = [e.kind for e in s.scalars(select(HandoffEvent).where(HandoffEvent.handoff_id == handoffs[0].id))]
-        assert kinds == ["created", "priority"]
+        assert kinds == ["created", "consent", "priority"]
 
 
 async def test_handoff_failure_never_claims_success(domain, monkeypatch):
@@ -136,3 +141,32 @@ async def test_delete_my_data_removes_every_row(domain, use_db):
     with use_db.session() as s:
         for model in (Conversation, Message, Handoff, HandoffEvent):
             assert s.scalars(select(model)).all() == [], model.__name__
+
+
+async def test_outside_working_hours_the_person_is_told_when(domain, use_db, monkeypatch, settings):
+    import dataclasses
+
+    never_now = dataclasses.replace(settings, counsellor_hours="mon 00:00-00:01", counsellor_timezone="UTC")
+    monkeypatch.setattr("actions.handoff.settings", lambda: never_now)
+    messages, _ = await run(ActionRequestHandoff(), tracker(intent="fear_of_harm", sender="s-hours",
+                                                            slots={"language": "fr"}), domain)
+    assert [m["response"] for m in messages] == ["utter_handoff_urgent", "utter_handoff_outside_hours"]
+    assert messages[1]["when"].startswith("lundi")
+
+
+async def test_the_case_card_carries_what_the_counsellor_needs(domain, use_db):
+    import json
+
+    events = [{"event": "user", "text": "they will deport me on 12/12, tomorrow morning",
+               "parse_data": {"intent": {"name": "imminent_removal"}}},
+              {"event": "user", "text": "I also need my medicine", "parse_data": {"intent": {"name": "ask_medical"}}}]
+    facts = {"country_of_stay": "DE", "nationality": "IQ", "situation": "asylum_refused",
+             "eligibility": [{"programme": "REAG/GARP", "outcome": "likely_eligible"}]}
+    await run(ActionRequestHandoff(), tracker(intent="imminent_removal", sender="s-card", events=events,
+                                              slots={"case_facts": facts, "language": "en"}), domain)
+    with use_db.session() as s:
+        card = json.loads(s.scalars(select(Handoff).where(Handoff.conversation_id == "s-card")).one().case_card)
+    assert card["country_of_stay"] == "DE" and card["country_of_origin"] == "IQ"
+    assert card["vulnerabilities"] == ["imminent_removal", "medical"]
+    assert card["deadlines"][:3] == ["removal date mentioned", "12/12", "tomorrow"]
+    assert card["eligibility"][0]["outcome"] == "likely_eligible"
