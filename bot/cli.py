@@ -46,6 +46,63 @@ def channel_summary(settings) -> str:
     return ", ".join(parts) + (f"; off: {', '.join(off)} (see README, Channels)" if off else "")
 
 
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("password (12+ characters): ")
+    if getpass.getpass("again: ") != first:
+        raise SystemExit("error: the two passwords differ")
+    return first
+
+
+def _console_db():
+    from bot.db import Database
+    from bot.settings import load_settings
+
+    db = Database(load_settings().database_url)
+    db.upgrade()
+    return db
+
+
+def cmd_counsellors_add(args: argparse.Namespace) -> int:
+    from bot.console.auth import AuthError, create_counsellor
+
+    try:
+        c = create_counsellor(_console_db(), args.username, _password(args), role=args.role,
+                              languages=args.languages, display_name=args.name)
+    except AuthError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"counsellors: created {c.username} ({c.role}; languages: {c.languages or 'none'}); log in at /console")
+    return 0
+
+
+def cmd_counsellors_password(args: argparse.Namespace) -> int:
+    from bot.console.auth import AuthError, set_password
+
+    try:
+        set_password(_console_db(), args.username, _password(args))
+    except AuthError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"counsellors: new password set for {args.username}; their sessions were ended")
+    return 0
+
+
+def cmd_counsellors_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from bot.db import Counsellor
+
+    with _console_db().session() as s:
+        for c in s.scalars(select(Counsellor).order_by(Counsellor.username)):
+            state = "active" if c.active else "inactive"
+            print(f"{c.username:<24} {c.role:<11} {c.languages or '-':<16} {state}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     added = ensure_env()
     if added:
@@ -236,6 +293,26 @@ def parser() -> argparse.ArgumentParser:
     sf.add_argument("--language", help="prefer services that speak this language (ISO 639-1)")
     sf.add_argument("--limit", type=int, default=5, help="how many results (default 5)")
     sf.set_defaults(func=cmd_services_find)
+
+    co = sub.add_parser("counsellors", help="console accounts", description="Create and manage console accounts.")
+    cosub = co.add_subparsers(dest="counsellors_command", required=True, metavar="ACTION")
+    ca = cosub.add_parser("add", help="create an account (asks for the password)",
+                          description="Create a console account. The password is asked twice, or read from "
+                                      "standard input with --password-stdin (at least 12 characters).")
+    ca.add_argument("username", help="3-64 characters of a-z, 0-9, '.', '_' or '-'")
+    ca.add_argument("--role", choices=["counsellor", "supervisor", "admin"], default="counsellor",
+                    help="counsellor (default), supervisor (sees every case, statistics) or admin")
+    ca.add_argument("--languages", default="", help="languages the person speaks, e.g. 'ar,fr' (routes cases)")
+    ca.add_argument("--name", default="", help="name shown to colleagues (never to the people counselled)")
+    ca.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    ca.set_defaults(func=cmd_counsellors_add)
+    cp = cosub.add_parser("password", help="set a new password (ends the account's sessions, lifts a lock-out)",
+                          description="Set a new password.")
+    cp.add_argument("username")
+    cp.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    cp.set_defaults(func=cmd_counsellors_password)
+    cl = cosub.add_parser("list", help="list accounts (no passwords)", description="List console accounts.")
+    cl.set_defaults(func=cmd_counsellors_list)
 
     cfg = sub.add_parser("config", help="print the effective settings (secrets masked)", description="Show settings.")
     cfg.set_defaults(func=cmd_config)

@@ -24,6 +24,37 @@ find_python310() {
   return 1
 }
 
+# The console's browser tests drive Debian's Chromium (no browser is downloaded at run time);
+# Noto fonts render Arabic, Persian and Tigrinya in screenshots.
+find_chromium() {
+  local p
+  for p in "${CHROMIUM:-}" chromium chromium-browser /usr/bin/chromium; do
+    [ -n "$p" ] && command -v "$p" >/dev/null 2>&1 && { command -v "$p"; return 0; }
+  done
+  return 1
+}
+
+install_chromium() {
+  find_chromium >/dev/null && return 0
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; else
+      echo "install: Chromium is missing (needed by the console's browser tests). Install it with:" >&2
+      echo "           apt-get install chromium fonts-noto-core" >&2
+      return 0
+    fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install: Chromium is missing and this is not a Debian-like system; install Chromium and set CHROMIUM" >&2
+    return 0
+  fi
+  echo "install: installing Chromium and Noto fonts (Debian packages, about a minute)"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-noto-core >/dev/null
+}
+
+install_chromium
+
 if [ -f "$STAMP" ] && [ -x "$VENV/bin/python" ]; then
   echo "install: .venv is up to date ($LOCK unchanged)"
   exit 0

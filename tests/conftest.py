@@ -7,12 +7,15 @@ from typing import Callable, Dict, List
 import httpx
 import pytest
 import yaml
+from starlette.testclient import TestClient
 
+from bot.app import create_app
 from bot.content import ContentStore
 from bot.conversation import ConversationService
 from bot.db import Database
 from bot.rasa_client import RasaClient
 from bot.settings import ROOT, load_settings
+from tests.fakes.platforms import FakePlatforms
 
 LAUNCH_LANGUAGES = ["en", "fr", "ar", "es", "fa", "ti"]
 
@@ -84,3 +87,51 @@ def service(settings, db, content, rasa_client):
     svc = ConversationService(settings, db, content, rasa_client, detect=detect)
     svc.test_detections = detections  # tests set what the detector "finds"
     return svc
+
+
+# -- channels: a fake Telegram Bot API and WhatsApp Graph API, and a gateway wired to them -----------
+SECRET = "telegram-webhook-secret-0123456789"
+APP_SECRET = "whatsapp-app-secret-0123456789"
+VERIFY = "whatsapp-verify-token-0123456789"
+TG = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+
+
+@pytest.fixture(scope="session")
+def platforms():
+    fake = FakePlatforms().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def channel_settings(tmp_path, platforms):
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.db'}",
+        "RASA_TOKEN": "rasa-token-for-tests-0123456789",
+        "NLG_TOKEN": "nlg-token-for-tests-0123456789",
+        "PSEUDONYM_KEY": "pseudonym-key-for-tests-0123456789",
+        "TELEGRAM_BOT_TOKEN": "123456:telegram-token-for-tests",
+        "TELEGRAM_WEBHOOK_SECRET": SECRET,
+        "TELEGRAM_WEBHOOK_URL": "https://bot.example.org/telegram/webhook",
+        "TELEGRAM_API_BASE_URL": platforms.url,
+        "WHATSAPP_ACCESS_TOKEN": "whatsapp-access-token-0123456789",
+        "WHATSAPP_APP_SECRET": APP_SECRET,
+        "WHATSAPP_VERIFY_TOKEN": VERIFY,
+        "WHATSAPP_PHONE_NUMBER_ID": "123456789",
+        "WHATSAPP_API_BASE_URL": platforms.url,
+        "WHATSAPP_TEMPLATE_NAME": "crossroads_reply_waiting",
+    }
+    return load_settings(env, env_file=tmp_path / "absent.env")
+
+
+@pytest.fixture
+def gateway(channel_settings, rasa_client, platforms):
+    platforms.calls.clear()
+    platforms.failures = {"telegram": [], "whatsapp": []}
+    database = Database(channel_settings.database_url)
+    with TestClient(create_app(channel_settings, rasa=rasa_client, db=database), base_url="https://testserver") as client:
+        client.db = database
+        yield client
+    database.dispose()
+
+

@@ -81,33 +81,39 @@ def set_password(db: Database, username: str, password: str) -> None:
 
 
 def login(db: Database, username: str, password: str, hours: float) -> Tuple[Counsellor, str, str]:
-    """Check the password; returns (counsellor, session token, csrf token) or raises AuthError."""
+    """Check the password; returns (counsellor, session token, csrf token) or raises AuthError.
+
+    A failed attempt is committed before the error is raised (the lock-out must count it)."""
     now = utcnow()
+    refused = False
     with db.session() as s:
         counsellor = s.scalars(select(Counsellor).where(Counsellor.username == (username or "").strip().lower())).first()
         if counsellor is None or not counsellor.active:
             _verify(_DUMMY_HASH, password)
-            raise AuthError("wrong username or password")
-        if counsellor.locked_until is not None and counsellor.locked_until > now:
+            refused = True
+        elif counsellor.locked_until is not None and counsellor.locked_until > now:
             _verify(_DUMMY_HASH, password)
             log.warning("console login refused: account locked counsellor=%s", counsellor.id)
-            raise AuthError("wrong username or password")
-        if not _verify(counsellor.password_hash, password):
+            refused = True
+        elif not _verify(counsellor.password_hash, password):
             counsellor.failed_logins += 1
             if counsellor.failed_logins >= MAX_FAILURES:
                 counsellor.locked_until = now + dt.timedelta(minutes=LOCK_MINUTES)
                 counsellor.failed_logins = 0
                 log.warning("console account locked counsellor=%s", counsellor.id)
-            raise AuthError("wrong username or password")
-        counsellor.failed_logins, counsellor.locked_until = 0, None
-        if _hasher.check_needs_rehash(counsellor.password_hash):
-            counsellor.password_hash = _hasher.hash(password)
-        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        s.execute(delete(ConsoleSession).where(ConsoleSession.expires_at < now))
-        s.add(ConsoleSession(token_hash=_digest(token), counsellor_id=counsellor.id, csrf_token=csrf,
-                             expires_at=now + dt.timedelta(hours=hours)))
-        log.info("console login counsellor=%s", counsellor.id)
-        return counsellor, token, csrf
+            refused = True
+        else:
+            counsellor.failed_logins, counsellor.locked_until = 0, None
+            if _hasher.check_needs_rehash(counsellor.password_hash):
+                counsellor.password_hash = _hasher.hash(password)
+            token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+            s.execute(delete(ConsoleSession).where(ConsoleSession.expires_at < now))
+            s.add(ConsoleSession(token_hash=_digest(token), counsellor_id=counsellor.id, csrf_token=csrf,
+                                 expires_at=now + dt.timedelta(hours=hours)))
+            log.info("console login counsellor=%s", counsellor.id)
+    if refused:
+        raise AuthError("wrong username or password")
+    return counsellor, token, csrf
 
 
 def _verify(hashed: str, password: str) -> bool:

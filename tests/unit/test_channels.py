@@ -19,54 +19,10 @@ from bot.app import create_app
 from bot.db import Conversation, Message
 from bot.privacy import pseudonym
 from bot.settings import load_settings
-from tests.fakes.platforms import (FakePlatforms, telegram_callback, telegram_media, telegram_text,
+from tests.fakes.platforms import (telegram_callback, telegram_media, telegram_text,
                                    whatsapp_body, whatsapp_reply, whatsapp_status, whatsapp_text)
 
-SECRET = "telegram-webhook-secret-0123456789"
-APP_SECRET = "whatsapp-app-secret-0123456789"
-VERIFY = "whatsapp-verify-token-0123456789"
-TG = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
-
-
-@pytest.fixture(scope="module")
-def platforms():
-    fake = FakePlatforms().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def channel_settings(tmp_path, platforms):
-    env = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.db'}",
-        "RASA_TOKEN": "rasa-token-for-tests-0123456789",
-        "NLG_TOKEN": "nlg-token-for-tests-0123456789",
-        "PSEUDONYM_KEY": "pseudonym-key-for-tests-0123456789",
-        "TELEGRAM_BOT_TOKEN": "123456:telegram-token-for-tests",
-        "TELEGRAM_WEBHOOK_SECRET": SECRET,
-        "TELEGRAM_WEBHOOK_URL": "https://bot.example.org/telegram/webhook",
-        "TELEGRAM_API_BASE_URL": platforms.url,
-        "WHATSAPP_ACCESS_TOKEN": "whatsapp-access-token-0123456789",
-        "WHATSAPP_APP_SECRET": APP_SECRET,
-        "WHATSAPP_VERIFY_TOKEN": VERIFY,
-        "WHATSAPP_PHONE_NUMBER_ID": "123456789",
-        "WHATSAPP_API_BASE_URL": platforms.url,
-        "WHATSAPP_TEMPLATE_NAME": "crossroads_reply_waiting",
-    }
-    return load_settings(env, env_file=tmp_path / "absent.env")
-
-
-@pytest.fixture
-def gateway(channel_settings, rasa_client, platforms):
-    from bot.db import Database
-
-    platforms.calls.clear()
-    platforms.failures = {"telegram": [], "whatsapp": []}
-    database = Database(channel_settings.database_url)
-    with TestClient(create_app(channel_settings, rasa=rasa_client, db=database)) as client:
-        client.db = database
-        yield client
-    database.dispose()
+from tests.conftest import APP_SECRET, SECRET, TG, VERIFY  # noqa: E402
 
 
 def signed(body: dict, secret: str = APP_SECRET):
