@@ -53,26 +53,21 @@
     for (const reply of data.replies) add("bot", reply.text, reply.buttons);
   }
 
-  // While an answer is still on its way (the assistant was busy or restarting), ask for it every
-  // few seconds; the server hands out each reply once.
+  // Replies can arrive later than the request that caused them: when the assistant was busy or
+  // restarting, and whenever a counsellor writes. Ask every few seconds (each reply is handed out once).
   let polling = null;
-  function pollUntilAnswered(deadline) {
+  function startPolling() {
     if (polling) return;
     polling = setInterval(async () => {
+      if (document.hidden) return;
       try {
         const response = await fetch("/webchat/api/messages?user_id=" + encodeURIComponent(userId()));
         const data = await response.json();
         if (response.ok && data.replies.length) {
           show(data);
           typing.hidden = true;
-          clearInterval(polling);
-          polling = null;
         }
       } catch (error) { /* offline for a moment: try again */ }
-      if (Date.now() > deadline && polling) {
-        clearInterval(polling);
-        polling = null;
-      }
     }, 3000);
   }
 
@@ -104,10 +99,8 @@
       const data = await response.json();
       if (!response.ok) throw new Error(data.message || response.statusText);
       show(data);
-      if (data.pending) {
-        waiting = true;
-        pollUntilAnswered(Date.now() + 10 * 60 * 1000);
-      }
+      if (data.pending) waiting = true;
+      startPolling();
     } catch (error) {
       add("bot", "⚠ " + error.message);
     } finally {
@@ -128,6 +121,8 @@
       form.requestSubmit();
     }
   });
+
+  if (localStorage.getItem("crossroads_user_id")) startPolling();
 
   fetch("/webchat/config").then((r) => r.json()).then((config) => {
     input.maxLength = config.max_chars;
