@@ -316,7 +316,7 @@ async def api_updates(request: Request, me: Counsellor) -> Response:
         now = cursor(gw)
         if now != since or loop.time() >= deadline or await request.is_disconnected():
             return _json({"cursor": now, "changed": now != since})
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.1)
 
 
 def routes() -> list:
