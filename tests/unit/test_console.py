@@ -231,3 +231,43 @@ def test_hours_and_queue_position():
     assert (opening.weekday(), opening.hour) == (0, 9)
     with pytest.raises(ValueError):
         cases.Hours.parse("weekdays 9-5", "UTC")
+
+
+def test_web_chat_person_gets_the_counsellors_reply(gateway, accounts, fake_rasa):
+    gateway.post("/webchat/api/message", json={"user_id": "webperson01", "text": "hello", "language": "en"})
+    from bot.privacy import pseudonym
+
+    cid = pseudonym("webchat", "webperson01", gateway.app.state.gateway.settings.pseudonym_key)
+    case = cases.request_handoff(gateway.db, cid, reason="talk_to_human", urgent=False, consent="given")
+    csrf = log_in(gateway, "sofia")
+    assert post(gateway, f"cases/{case.id}/claim", csrf).status_code == 200
+    assert post(gateway, f"cases/{case.id}/reply", csrf, {"text": "Hello, I'm Sofia."}).status_code == 200
+    texts = [r["text"] for r in gateway.get("/webchat/api/messages", params={"user_id": "webperson01"}).json()["replies"]]
+    assert texts[-1] == "Hello, I'm Sofia." and len(texts) == 2  # "a counsellor has joined", then the reply
+    received = len(fake_rasa.received)
+    gateway.post("/webchat/api/message", json={"user_id": "webperson01", "text": "thank you"})
+    assert len(fake_rasa.received) == received  # held by the counsellor: not sent to Rasa
+
+
+def test_transfer_and_snooze(gateway, accounts):
+    case_id, _ = new_case(gateway, 760, language="ar")
+    csrf = log_in(gateway, "amina")
+    assert post(gateway, f"cases/{case_id}/claim", csrf).status_code == 200
+    assert post(gateway, f"cases/{case_id}/transfer", csrf, {"to": "nobody"}).status_code == 400
+    assert post(gateway, f"cases/{case_id}/transfer", csrf, {"to": "bruno"}).status_code == 200
+    assert post(gateway, f"cases/{case_id}/reply", csrf, {"text": "x"}).status_code == 403  # no longer hers
+    csrf = log_in(gateway, "bruno")
+    assert post(gateway, f"cases/{case_id}/snooze", csrf, {"minutes": 0}).status_code == 400
+    assert post(gateway, f"cases/{case_id}/snooze", csrf, {"minutes": 15}).status_code == 200
+    with accounts.session() as s:
+        h = s.get(Handoff, case_id)
+        assert (h.status, h.assignee_id is not None) == ("snoozed", True)
+    # The person writes: the case comes back to bruno at once.
+    gateway.post("/telegram/webhook", json=telegram_text(9950, 760, "are you there?", language="ar"), headers=TG)
+    for _ in range(100):
+        with accounts.session() as s:
+            if s.get(Handoff, case_id).status == "assigned":
+                break
+        time.sleep(0.05)
+    with accounts.session() as s:
+        assert s.get(Handoff, case_id).status == "assigned"
