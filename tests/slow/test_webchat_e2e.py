@@ -1,5 +1,6 @@
 """The whole service through the web chat API: Rasa, the action server and the gateway running."""
 
+import re
 import uuid
 
 import httpx
@@ -55,8 +56,12 @@ def test_safety_message_gets_safety_answer_and_urgent_handoff(servers, lang):
     say(servers, user, payload=f'/change_language{{"language":"{lang}"}}')
     message = TRAIN[lang]["fear_of_harm"][0]
     answer = say(servers, user, text=message)
-    assert [r["text"] for r in answer["replies"]] == [text("utter_safety_fear_of_harm", lang),
-                                                      text("utter_handoff_urgent", lang)], message
+    texts = [r["text"] for r in answer["replies"]]
+    assert texts[:2] == [text("utter_safety_fear_of_harm", lang), text("utter_handoff_urgent", lang)], message
+    # Then the place in the queue and the usual wait (counsellors are "always at work" in these tests).
+    queue = re.escape(CONTENT.languages[lang].responses["utter_handoff_queue"]["text"])
+    queue = queue.replace(re.escape("{position}"), r"\d+").replace(re.escape("{minutes}"), r"\d+")
+    assert len(texts) == 3 and re.fullmatch(queue, texts[2]), texts[2:]
     db = Database(servers["settings"].database_url)
     with db.session() as s:
         urgent = s.scalars(select(Handoff).where(Handoff.reason == "fear_of_harm")).all()

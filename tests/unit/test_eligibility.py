@@ -75,7 +75,12 @@ def test_a_country_without_programmes_says_so(content):
 async def test_the_result_forgets_the_answers(domain):
     dispatcher = CollectingDispatcher()
     events = await ActionCheckEligibility().run(dispatcher, tracker({**GERMANY_REFUSED, "language": "ti"}), domain)
-    assert events == [SlotSet(slot, None) for slot in FORM_SLOTS]
+    assert events[:-1] == [SlotSet(slot, None) for slot in FORM_SLOTS]
+    # Only what a counsellor's case card needs stays, for a handoff the person may ask for later.
+    kept = events[-1]
+    assert kept["name"] == "case_facts" and kept["value"]["country_of_stay"].upper() == "DE"
+    assert set(kept["value"]) <= {"country_of_stay", "nationality", "situation", "in_detention", "children",
+                                  "eligibility"}
     assert [m["response"] for m in dispatcher.messages][0] == "utter_eligibility_result_header"
     assert all(m["language"] == "ti" for m in dispatcher.messages)
 
