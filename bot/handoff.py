@@ -388,6 +388,10 @@ def deadlines_in(texts: Iterable[str]) -> List[str]:
     return found[:10]
 
 
+def _code(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) and len(value) == 2 else value
+
+
 def build_case_card(reason: str, intents: Iterable[str], user_texts: Iterable[str], facts: Dict[str, Any],
                     language: Optional[str]) -> Dict[str, Any]:
     """What a counsellor needs first: who, where, how urgent, by when, what the assistant already told."""
@@ -403,8 +407,8 @@ def build_case_card(reason: str, intents: Iterable[str], user_texts: Iterable[st
     return {
         "language": language,
         "reason": reason,
-        "country_of_stay": facts.get("country_of_stay"),
-        "country_of_origin": facts.get("nationality"),
+        "country_of_stay": _code(facts.get("country_of_stay")),
+        "country_of_origin": _code(facts.get("nationality")),
         "situation": facts.get("situation"),
         "children": facts.get("children"),
         "vulnerabilities": sorted(vulnerabilities),
