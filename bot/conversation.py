@@ -349,7 +349,9 @@ class ConversationService:
             return Turn(cid, row.id, "gone", ephemeral=replies, channel=channel, address=address)
         language = current
         menu = self.content.language_buttons()
-        if first_turn and not prepared.trusted and not any(r.buttons == menu for r in replies):
+        # Not after a safety answer: a person in danger gets the help, not a menu.
+        urgent = self._reply("utter_handoff_urgent", language).text
+        if first_turn and not prepared.trusted and not any(r.buttons == menu or r.text == urgent for r in replies):
             replies.append(self._reply(LANGUAGE_MENU, language))
         # A pressed button keeps its title for the transcript; typed text is kept as Rasa saw it.
         return self._finish(row, replies, channel, address, text=None if prepared.trusted else prepared.message,

@@ -120,3 +120,10 @@ def test_very_long_platform_ids_are_hashed_to_fit():
 
     key = channel_key("x" * 500)
     assert len(key) <= CHANNEL_KEY_MAX and key == channel_key("x" * 500) and key != channel_key("y" * 500)
+
+
+async def test_no_language_menu_after_a_safety_answer(service, fake_rasa, content):
+    urgent = content.render("utter_handoff_urgent", "en").text
+    fake_rasa.answer = lambda body: [{"text": "safety"}, {"text": urgent}]
+    outcome = await service.handle("webchat", "user-0099", text="they will kill me if i go back")
+    assert [r.text for r in outcome.replies] == ["safety", urgent]
