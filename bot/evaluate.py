@@ -106,7 +106,9 @@ def score_safety(model: Path, directory: Path = SAFETY_SET_DIR) -> Dict[str, Dic
         false = [next(acted) in SAFETY_INTENTS for _ in ordinary]
         scores[lang] = {"recall": round(sum(hits) / len(hits), 4) if hits else 1.0,
                         "false_positive_rate": round(sum(false) / len(false), 4) if false else 0.0,
-                        "n": len(hits)}
+                        "n": len(hits),
+                        # the danger messages that did not get the safety answer (the set is public test data)
+                        "missed": [text for text, hit in zip(danger, hits) if not hit]}
     return scores
 
 
@@ -162,6 +164,9 @@ def run(nlu_dir: Path = ROOT / "data" / "nlu", report_dir: Path = REPORT_DIR) ->
         lines += ["", "## Independent safety set (tests/safety/, never trained on; the shipped model)", "",
                   "| language | recall | false-positive rate | n |", "|---|---|---|---|"]
         lines += [f"| {l} | {v['recall']:.3f} | {v['false_positive_rate']:.3f} | {v['n']} |" for l, v in safety.items()]
+        missed = [(l, text) for l, v in safety.items() for text in v.get("missed", [])]
+        if missed:
+            lines += ["", "Missed (no safety answer):", ""] + [f"- {l}: {text}" for l, text in missed]
     lines += ["", "## Most confused (language, true → predicted, count)", ""]
     lines += [f"- {l}: {t} → {p} ({c})" for (l, t, p), c in confusions.most_common(25)]
     (report_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -7,6 +7,9 @@ different intent (or "please rephrase") came out on top. Measured on the held-ou
 threshold 0.2 raised safety recall from 0.895–0.948 to 0.978–0.996 per language, with 2.4–4.9% of
 other messages getting a safety answer (docs/decisions/0005-safety-priority.md).
 
+Before that, the curated safety lexicon (`bot/safety.py`, `data/safety/<lang>.yml`) is consulted: a
+match sets that safety intent whatever the classifier said.
+
 A message of at most three words that names a place ("Afghanistan", "in Germany") is an answer —
 often to the eligibility check's "which country?" — and is not promoted: country names appear in
 many safety examples. This cost one held-out Arabic safety message (0.982 → 0.978).
@@ -50,9 +53,20 @@ class SafetyPriority(GraphComponent, IntentClassifier):
         return resolve_place(text) is not None
 
     def process(self, messages: List[Message]) -> List[Message]:
+        from bot.safety import lexicon
+
         for message in messages:
             current = message.get(INTENT) or {}
-            if current.get(INTENT_NAME_KEY) in self.intents or self._is_place_answer(message.get(TEXT)):
+            if current.get(INTENT_NAME_KEY) in self.intents:
+                continue
+            text = message.get(TEXT)
+            found = lexicon().match(text) if isinstance(text, str) and not text.startswith("/") else None
+            if found is not None and found.category in self.intents:
+                # The curated lexicon (bot/safety.py) wins over the classifier: a cry for help is acted on.
+                message.set(INTENT, {INTENT_NAME_KEY: found.category, PREDICTED_CONFIDENCE_KEY: 1.0,
+                                     "promoted_by": "safety_lexicon"}, add_to_output=True)
+                continue
+            if self._is_place_answer(text):
                 continue
             ranking = [r for r in message.get(INTENT_RANKING_KEY) or [] if r.get(INTENT_NAME_KEY) in self.intents]
             mass = sum(r.get(PREDICTED_CONFIDENCE_KEY, 0.0) for r in ranking)
