@@ -303,6 +303,8 @@ def create_app(settings: Optional[Settings] = None, rasa: Optional[RasaClient] =
     # httpx logs every request URL at INFO, and Rasa's API takes its token in the URL.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # python-telegram-bot logs the parameters of every Bot API call (chat ids, text) at DEBUG.
+    logging.getLogger("telegram").setLevel(logging.WARNING)
     db = db or Database(settings.database_url)
     db.upgrade()
     content = ContentStore(settings.content_dir)

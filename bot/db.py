@@ -211,7 +211,8 @@ class Database:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            kwargs = {"future": True, "pool_pre_ping": True}
+            # hide_parameters: a database error must not carry message text or addresses into a log.
+            kwargs = {"future": True, "pool_pre_ping": True, "hide_parameters": True}
             if self.url.startswith("sqlite"):
                 path = self.url.split("///", 1)[-1]
                 if path and path != ":memory:":

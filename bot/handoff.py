@@ -218,8 +218,9 @@ class Hours:
 
 
 # -- what counsellors do ----------------------------------------------------------------------------
-def claim(db: Database, handoff_id: int, counsellor: Counsellor) -> None:
-    """Take a case. Of two counsellors claiming at once exactly one wins (one conditional UPDATE)."""
+def claim(db: Database, handoff_id: int, counsellor: Counsellor) -> str:
+    """Take a case; returns its conversation id. Of two counsellors claiming at once exactly one wins
+    (one conditional UPDATE)."""
     now = utcnow()
     with db.session() as s:
         won = s.execute(update(Handoff).where(Handoff.id == handoff_id, Handoff.status.in_(("waiting", "snoozed")),
@@ -232,6 +233,7 @@ def claim(db: Database, handoff_id: int, counsellor: Counsellor) -> None:
                 raise HandoffError("not_found", "no such case", 404)
             raise HandoffError("already_claimed", "someone else has this case")
         _event(s, handoff_id, "claimed", None, actor=counsellor.username)
+        return s.get(Handoff, handoff_id).conversation_id
 
 
 def _owned(s, handoff_id: int, counsellor: Counsellor) -> Handoff:

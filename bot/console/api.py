@@ -205,10 +205,7 @@ _UNREADABLE = frozenset({"voice", "audio", "photo", "video", "video_note", "anim
 
 async def api_claim(request: Request, me: Counsellor) -> Response:
     gw = request.app.state.gateway
-    case_id = request.path_params["case_id"]
-    cases.claim(gw.db, case_id, me)
-    with gw.db.session() as s:
-        cid = s.get(Handoff, case_id).conversation_id
+    cid = cases.claim(gw.db, request.path_params["case_id"], me)
     gw.service.notify(cid, "utter_counsellor_joined")
     gw.worker.wake_sender()
     return _json({"ok": True})
@@ -302,8 +299,11 @@ def cursor(gw) -> str:
     with gw.db.session() as s:
         last_message = s.scalar(select(func.max(Message.id))) or 0
         last_event = s.scalar(select(func.max(HandoffEvent.id))) or 0
-        last_state = s.scalar(select(func.count(Message.id)).where(Message.state == "sent")) or 0
-    return f"{last_message}.{last_event}.{last_state}"
+        # Replies still waiting to go out (a small set, on the state index): their count changes
+        # when one is delivered, so "sending" turns into sent on screen.
+        undelivered = s.scalar(select(func.count(Message.id)).where(Message.state == "pending",
+                                                                    Message.direction == "out")) or 0
+    return f"{last_message}.{last_event}.{undelivered}"
 
 
 async def api_updates(request: Request, me: Counsellor) -> Response:

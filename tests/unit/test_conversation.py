@@ -1,3 +1,4 @@
+import pytest
 import json
 
 from sqlalchemy import select
@@ -127,3 +128,13 @@ async def test_no_language_menu_after_a_safety_answer(service, fake_rasa, conten
     fake_rasa.answer = lambda body: [{"text": "safety"}, {"text": urgent}]
     outcome = await service.handle("webchat", "user-0099", text="they will kill me if i go back")
     assert [r.text for r in outcome.replies] == ["safety", urgent]
+
+
+def test_a_database_error_never_carries_message_text_or_addresses(db):
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError) as info:
+        with db.session() as s:
+            s.add(Message(conversation_id="no-such-conversation", direction="in", sender="user",
+                          text="my secret story +491511234567"))
+    assert "my secret story" not in str(info.value) and "+491511234567" not in str(info.value)
