@@ -80,35 +80,54 @@ def _safety(pairs: List[Tuple[str, str]], acted: List[str]) -> Dict[str, float]:
 SAFETY_SET_DIR = ROOT / "tests" / "safety"
 
 
-def safety_set(directory: Path = SAFETY_SET_DIR) -> Dict[str, Tuple[List[str], List[str]]]:
-    """Per language: (messages that need the safety answer, ordinary messages), written
-    independently of the training data (tests/safety/<lang>.yml)."""
+def safety_sets(directory: Path = SAFETY_SET_DIR) -> Dict[str, Dict[str, Tuple[List[str], List[str]]]]:
+    """Per language and set: (messages that need the safety answer, ordinary messages), written
+    independently of the training data: the first set (tests/safety/<lang>.yml) and the fresh one
+    written for issue 6 (tests/safety/fresh/<lang>.yml)."""
     import yaml
 
-    result = {}
-    for path in sorted(directory.glob("*.yml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        danger = [str(m) for messages in (data.get("safety") or {}).values() for m in messages or []]
-        result[path.stem] = (danger, [str(m) for m in data.get("ordinary") or []])
+    result: Dict[str, Dict[str, Tuple[List[str], List[str]]]] = {}
+    for name, folder in (("first", directory), ("fresh", directory / "fresh")):
+        for path in sorted(folder.glob("*.yml")):
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            danger = [str(m) for messages in (data.get("safety") or {}).values() for m in messages or []]
+            result.setdefault(path.stem, {})[name] = (danger, [str(m) for m in data.get("ordinary") or []])
     return result
+
+
+def safety_set(directory: Path = SAFETY_SET_DIR) -> Dict[str, Tuple[List[str], List[str]]]:
+    """Per language: every set together."""
+    return {lang: ([t for d, _ in sets.values() for t in d], [t for _, o in sets.values() for t in o])
+            for lang, sets in safety_sets(directory).items()}
 
 
 def score_safety(model: Path, directory: Path = SAFETY_SET_DIR) -> Dict[str, Dict[str, float]]:
     """Recall on danger messages and false-positive rate on ordinary ones, as the person gets them."""
     from bot.handoff import SAFETY_INTENTS
 
-    sets = safety_set(directory)
-    texts = [t for danger, ordinary in sets.values() for t in danger + ordinary]
+    sets = safety_sets(directory)
+    texts = [t for by_set in sets.values() for danger, ordinary in by_set.values() for t in danger + ordinary]
     acted = iter(a for _, a in asyncio.run(_predict(model, texts)))
     scores = {}
-    for lang, (danger, ordinary) in sets.items():
-        hits = [next(acted) in SAFETY_INTENTS for _ in danger]
-        false = [next(acted) in SAFETY_INTENTS for _ in ordinary]
-        scores[lang] = {"recall": round(sum(hits) / len(hits), 4) if hits else 1.0,
-                        "false_positive_rate": round(sum(false) / len(false), 4) if false else 0.0,
-                        "n": len(hits),
+    for lang, by_set in sets.items():
+        all_hits: List[bool] = []
+        all_false: List[bool] = []
+        missed: List[str] = []
+        parts = {}
+        for name, (danger, ordinary) in by_set.items():
+            hits = [next(acted) in SAFETY_INTENTS for _ in danger]
+            false = [next(acted) in SAFETY_INTENTS for _ in ordinary]
+            parts[name] = {"recall": round(sum(hits) / len(hits), 4) if hits else 1.0,
+                           "false_positive_rate": round(sum(false) / len(false), 4) if false else 0.0,
+                           "n": len(hits), "ordinary": len(false)}
+            all_hits += hits
+            all_false += false
+            missed += [text for text, hit in zip(danger, hits) if not hit]
+        scores[lang] = {"recall": round(sum(all_hits) / len(all_hits), 4) if all_hits else 1.0,
+                        "false_positive_rate": round(sum(all_false) / len(all_false), 4) if all_false else 0.0,
+                        "n": len(all_hits), "ordinary": len(all_false), "sets": parts,
                         # the danger messages that did not get the safety answer (the set is public test data)
-                        "missed": [text for text, hit in zip(danger, hits) if not hit]}
+                        "missed": missed}
     return scores
 
 
@@ -161,9 +180,12 @@ def run(nlu_dir: Path = ROOT / "data" / "nlu", report_dir: Path = REPORT_DIR) ->
               "| language | recall | false-positive rate | n |", "|---|---|---|---|"]
     lines += [f"| {l} | {v['recall']:.3f} | {v['false_positive_rate']:.3f} | {v['n']} |" for l, v in safety_heldout.items()]
     if safety:
-        lines += ["", "## Independent safety set (tests/safety/, never trained on; the shipped model)", "",
-                  "| language | recall | false-positive rate | n |", "|---|---|---|---|"]
-        lines += [f"| {l} | {v['recall']:.3f} | {v['false_positive_rate']:.3f} | {v['n']} |" for l, v in safety.items()]
+        lines += ["", "## Independent safety sets (tests/safety/ and tests/safety/fresh/, never trained on; "
+                  "the shipped model)", "",
+                  "| language | recall | false-positive rate | danger n | ordinary n | recall first / fresh |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {l} | {v['recall']:.3f} | {v['false_positive_rate']:.3f} | {v['n']} | {v['ordinary']} | "
+                  + " / ".join(f"{p['recall']:.3f}" for p in v["sets"].values()) + " |" for l, v in safety.items()]
         missed = [(l, text) for l, v in safety.items() for text in v.get("missed", [])]
         if missed:
             lines += ["", "Missed (no safety answer):", ""] + [f"- {l}: {text}" for l, text in missed]

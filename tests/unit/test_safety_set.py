@@ -11,9 +11,10 @@ from tests.conftest import LAUNCH_LANGUAGES
 SAFETY_DIR = ROOT / "tests" / "safety"
 
 
+@pytest.mark.parametrize("folder", [SAFETY_DIR, SAFETY_DIR / "fresh"], ids=["first", "fresh"])
 @pytest.mark.parametrize("lang", LAUNCH_LANGUAGES)
-def test_every_launch_language_has_a_full_safety_set(lang):
-    data = yaml.safe_load((SAFETY_DIR / f"{lang}.yml").read_text(encoding="utf-8"))
+def test_every_launch_language_has_a_full_safety_set(lang, folder):
+    data = yaml.safe_load((folder / f"{lang}.yml").read_text(encoding="utf-8"))
     assert data["language"] == lang
     assert set(data["safety"]) == SAFETY_INTENTS
     assert sum(len(v) for v in data["safety"].values()) >= 40
@@ -26,7 +27,7 @@ def test_no_safety_message_is_a_training_example():
     "hello" naturally coincide with training examples and cannot inflate it.)"""
     training = {normalise(t) for texts in load_nlu_examples().values() for t in texts}
     copied = []
-    for path in SAFETY_DIR.glob("*.yml"):
+    for path in SAFETY_DIR.rglob("*.yml"):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         copied += [(path.stem, m) for v in data["safety"].values() for m in v if normalise(str(m)) in training]
     assert copied == []
