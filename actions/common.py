@@ -16,7 +16,7 @@ def settings():
 
 @lru_cache(maxsize=1)
 def database() -> Database:
-    return Database(settings().database_url)
+    return Database(settings().database_url, keys=settings().data_keys)
 
 
 @lru_cache(maxsize=1)

@@ -1,3 +1,12 @@
+"""Privacy requests. The gateway holds the data, so these actions only ask it to act.
+
+Erasing Rasa's tracker while Rasa is in the middle of the turn would not work (Rasa writes the
+whole conversation back when it saves), so `action_delete_my_data` sends the gateway a directive
+(a custom message `{"crossroads": "erase"}`, which users cannot produce); the gateway erases its own
+rows and the tracker events once Rasa has answered, then confirms. `action_show_my_data` likewise
+asks the gateway to answer "what do you keep about me" from what it actually holds.
+"""
+
 from __future__ import annotations
 
 import logging
@@ -7,27 +16,29 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.common import database, language_of
-from bot.privacy import erase_conversation
-
 log = logging.getLogger(__name__)
 
 
 class ActionDeleteMyData(Action):
-    """Erase what the gateway stores about this person (after they confirmed)."""
+    """The person confirmed "delete my data": the gateway erases everything after this turn."""
 
     def name(self) -> Text:
         return "action_delete_my_data"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: Dict[Text, Any]) -> List[EventType]:
-        language = language_of(tracker)
-        try:
-            removed = erase_conversation(database(), tracker.sender_id)
-        except Exception as exc:
-            log.error("erasure failed error=%s", type(exc).__name__)
-            dispatcher.utter_message(response="utter_answer_delayed")
-            return []
-        log.info("erasure done rows=%s", removed)
-        dispatcher.utter_message(response="utter_data_deleted", language=language)
+        dispatcher.utter_message(json_message={"crossroads": "erase"})
+        log.info("erasure requested conversation=%s", tracker.sender_id)
+        return []
+
+
+class ActionShowMyData(Action):
+    """ "What do you keep about me": the gateway answers from what it holds."""
+
+    def name(self) -> Text:
+        return "action_show_my_data"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: Dict[Text, Any]) -> List[EventType]:
+        dispatcher.utter_message(json_message={"crossroads": "show_my_data"})
         return []

@@ -29,6 +29,7 @@ from bot.content import ContentStore
 from bot.conversation import ConversationService, Incoming
 from bot.db import IN_PENDING, Database
 from bot.errors import ConfigError, ContentError
+from bot.inputs import storable
 from bot.rasa_client import RasaClient
 from bot.settings import Settings, load_settings
 from bot.worker import Worker
@@ -62,9 +63,9 @@ async def _json_body(request: Request) -> Optional[Dict[str, Any]]:
         return None
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deeply nested JSON
         return None
-    return data if isinstance(data, dict) else None
+    return storable(data) if isinstance(data, dict) else None
 
 
 async def index(request: Request) -> Response:
@@ -152,7 +153,7 @@ async def telegram_webhook(request: Request) -> Response:
     try:
         data = json.loads(body.decode("utf-8"))
         incoming = parse_telegram(data)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deeply nested JSON
         return _error(400, "bad_request", "expected a Telegram update (JSON)")
     if incoming is None:
         return JSONResponse({"ok": True, "ignored": True})
@@ -202,7 +203,7 @@ async def whatsapp_webhook(request: Request) -> Response:
         return _error(403, "forbidden", "bad signature")
     try:
         messages = parse_whatsapp(json.loads(body.decode("utf-8")))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deeply nested JSON
         return _error(400, "bad_request", "expected a WhatsApp Cloud API webhook (JSON)")
     duplicates = 0
     for incoming in messages:
@@ -305,11 +306,13 @@ def create_app(settings: Optional[Settings] = None, rasa: Optional[RasaClient] =
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # python-telegram-bot logs the parameters of every Bot API call (chat ids, text) at DEBUG.
     logging.getLogger("telegram").setLevel(logging.WARNING)
-    db = db or Database(settings.database_url)
+    db = db or Database(settings.database_url, keys=settings.data_keys)
     db.upgrade()
     content = ContentStore(settings.content_dir)
     rasa = rasa or RasaClient(settings.rasa_url, settings.rasa_token, settings.rasa_timeout_seconds)
-    service = ConversationService(settings, db, content, rasa)
+    from bot.tracker_store import TrackerStore
+
+    service = ConversationService(settings, db, content, rasa, tracker=TrackerStore(settings.tracker_store_url))
     telegram, whatsapp = _channels(settings, content, whatsapp_transport=whatsapp_transport)
     senders = {c.channel: c for c in (telegram, whatsapp) if c is not None}
     worker = Worker(service, senders)

@@ -39,6 +39,7 @@ class LanguageContent:
     responses: Dict[str, Dict[str, Any]]
     path: Path
     canned: List[Dict[str, str]] = field(default_factory=list)  # counsellors' ready-made replies
+    labels: Dict[str, str] = field(default_factory=dict)  # short words that fill answers' placeholders
 
 
 @dataclass
@@ -99,6 +100,10 @@ class ContentStore:
                 isinstance(c, dict) and all(isinstance(c.get(k), str) and c[k].strip() for k in ("id", "title", "text"))
                 for c in canned):
             raise ContentError(f"{path}: canned_replies must be a list of {{id, title, text}}")
+        labels = data.get("labels") or {}
+        if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                                   for k, v in labels.items()):
+            raise ContentError(f"{path}: labels must map names to non-empty text")
         return LanguageContent(
             code=path.stem,
             name=str(data.get("name") or path.stem),
@@ -107,7 +112,16 @@ class ContentStore:
             responses=data["responses"],
             path=path,
             canned=[{"id": c["id"], "title": c["title"], "text": c["text"]} for c in canned],
+            labels=dict(labels),
         )
+
+    def label(self, key: str, language: Optional[str], **arguments: Any) -> str:
+        """A short label in `language` (English when that language lacks it)."""
+        text = self.languages[self.resolve_language(language)].labels.get(key) \
+            or self.languages[FALLBACK_LANGUAGE].labels.get(key)
+        if text is None:
+            raise ContentError(f"unknown label {key!r}")
+        return _fill(text, arguments)
 
     def canned_replies(self, language: Optional[str]) -> List[Dict[str, str]]:
         """The counsellors' ready-made replies in `language` (English for any it lacks)."""
@@ -164,14 +178,18 @@ class ContentStore:
         reference = self.languages[FALLBACK_LANGUAGE].responses
         report = {}
         for code, content in self.languages.items():
-            missing = sorted(set(reference) - set(content.responses))
-            extra = sorted(set(content.responses) - set(reference))
+            ref_labels = self.languages[FALLBACK_LANGUAGE].labels
+            missing = sorted(set(reference) - set(content.responses)) + \
+                sorted(f"labels.{k}" for k in set(ref_labels) - set(content.labels))
+            extra = sorted(set(content.responses) - set(reference)) + \
+                sorted(f"labels.{k}" for k in set(content.labels) - set(ref_labels))
+            total = len(reference) + len(ref_labels)
             report[code] = {
                 "name": content.name,
                 "native_review": content.native_review,
-                "present": len(reference) - len(missing),
-                "total": len(reference),
-                "coverage": (len(reference) - len(missing)) / len(reference) if reference else 1.0,
+                "present": total - len(missing),
+                "total": total,
+                "coverage": (total - len(missing)) / total if total else 1.0,
                 "missing": missing,
                 "extra": extra,
                 "problems": self.problems(code),
@@ -195,13 +213,21 @@ class ContentStore:
                 if ref_vars != own_vars:
                     found.append(f"{key}: variables {sorted(own_vars)} differ from English {sorted(ref_vars)}")
             for button in entry.get("buttons") or []:
-                if len(str(button["title"])) > BUTTON_TITLE_MAX:
+                # a placeholder counts as three characters (e.g. "365" days)
+                if len(re.sub(r"\{[a-z_]+\}", "365", str(button["title"]))) > BUTTON_TITLE_MAX:
                     found.append(f"{key}: button title longer than {BUTTON_TITLE_MAX}: {button['title']!r}")
             if _FIGURE.search(_strip_variables(text)) and not entry.get("sources"):
                 found.append(f"{key}: states a figure, rule or phone number but has no 'sources'")
             for source in entry.get("sources") or []:
                 if not has_year(source):
                     found.append(f"{key}: every source needs a name and a year (or the year it was accessed)")
+        ref_labels = self.languages[FALLBACK_LANGUAGE].labels
+        for key, value in self.languages[code].labels.items():
+            if key in ref_labels:
+                want = {f for _, f, _, _ in _FORMATTER.parse(ref_labels[key]) if f}
+                have = {f for _, f, _, _ in _FORMATTER.parse(value) if f}
+                if want != have:
+                    found.append(f"labels.{key}: variables {sorted(have)} differ from English {sorted(want)}")
         return found
 
 

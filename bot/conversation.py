@@ -31,10 +31,11 @@ from bot.db import (IN_DONE, IN_LIMITED, IN_PENDING, OUT_HELD, OUT_PENDING, OUT_
                     Message, utcnow)
 from bot.handoff import held_by_counsellor
 from bot.errors import InputRejected, RasaError, RasaUnavailable
-from bot.inputs import Prepared, prepare
-from bot.privacy import pseudonym
+from bot.inputs import Prepared, prepare, storable
+from bot.privacy import KEPT, MINIMAL, erase_person, holding, minimise, pseudonym
 from bot.rasa_client import RasaClient
 from bot.settings import Settings
+from bot.tracker_store import TrackerStore
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ MEDIA_KINDS = frozenset({"voice", "audio", "photo", "video", "video_note", "anim
 LOCAL_ANSWERS = {**{kind: "utter_unsupported_media" for kind in MEDIA_KINDS},
                  "location": "utter_location_received", "edited": "utter_edited_message",
                  "stale_button": "utter_default"}
+# The person's storage choice and the notice: answered by the gateway itself (it holds the data).
+PRIVACY_PAYLOADS = {"/privacy_keep": KEPT, "/privacy_minimal": MINIMAL, "/privacy": None}
+NOTICE = "utter_privacy_notice"
+# What an action asks the gateway to do (a custom message {"crossroads": ...}; users cannot send one).
+DIRECTIVES = frozenset({"erase", "show_my_data"})
 RASA_MAX_ATTEMPTS_ON_ERROR = 3  # Rasa answered with an error (not "down"): retry, then apologise
 CHANNEL_KEY_MAX = 128
 
@@ -120,8 +126,10 @@ def backoff_seconds(attempts: int, cap: float = 30.0) -> float:
 class ConversationService:
     def __init__(self, settings: Settings, db: Database, content: ContentStore, rasa: RasaClient,
                  detect: Optional[Callable[[str], Optional[str]]] = None,
-                 parts: Optional[Callable[[str, str, List[Dict[str, str]]], List[Reply]]] = None) -> None:
+                 parts: Optional[Callable[[str, str, List[Dict[str, str]]], List[Reply]]] = None,
+                 tracker: Optional[TrackerStore] = None) -> None:
         self.settings = settings
+        self.tracker = tracker if tracker is not None else TrackerStore(settings.tracker_store_url)
         self.db = db
         self.content = content
         self.rasa = rasa
@@ -188,6 +196,9 @@ class ConversationService:
 
     def accept(self, incoming: Incoming) -> Accepted:
         """Store one incoming message (once per platform message id); wake the worker."""
+        incoming = replace(incoming, text=_storable(incoming.text), payload=_storable(incoming.payload),
+                           address=_storable(incoming.address), user_id=_storable(incoming.user_id) or "",
+                           message_id=_storable(incoming.message_id))
         cid = self.conversation_id(incoming.channel, incoming.user_id)
         key = channel_key(incoming.message_id)
         existing = self._existing(cid, key)
@@ -282,6 +293,7 @@ class ConversationService:
             if conv is None:
                 return Turn(cid, row.id, "gone")
             language, source, channel, address = conv.language, conv.language_source, conv.channel, conv.address
+            notice_due = conv.notice_sent_at is None
             first_turn = not s.scalar(select(func.count(Message.id)).where(
                 Message.conversation_id == cid, Message.direction == "in", Message.id < row.id,
                 Message.state != IN_LIMITED))
@@ -312,6 +324,9 @@ class ConversationService:
             rendered = self.content.render(rejected.response, language, rejected.arguments)
             return self._finish(row, [Reply(rendered.text)], channel, address)
 
+        if prepared.trusted and prepared.message in PRIVACY_PAYLOADS:
+            return self._privacy_choice(row, prepared.message, language, channel, address)
+
         outgoing: List[str] = []
         if not prepared.trusted and source in ("default", "suggested"):
             detected = self._detect_language(prepared.message)
@@ -328,9 +343,17 @@ class ConversationService:
         outgoing.append(prepared.message)
 
         replies: List[Reply] = []
+        directives: List[str] = []
         try:
             for message in outgoing:
                 for answer in await self.rasa.send(cid, message, {"language": language, "channel": channel}):
+                    custom = answer.get("custom")
+                    if isinstance(custom, dict) and custom.get("crossroads") in DIRECTIVES:
+                        directives.append(custom["crossroads"])
+                        replies.append(Reply("", [{"directive": custom["crossroads"]}]))
+                        continue
+                    if not answer.get("text"):
+                        continue
                     replies.append(Reply(str(answer.get("text") or ""), _buttons(answer.get("buttons"))))
         except RasaUnavailable as exc:
             log.warning("rasa unavailable conversation=%s error=%s", cid, exc)
@@ -346,19 +369,75 @@ class ConversationService:
         current = self.language_of(cid)
         if current is None:
             # The person's data was erased during this turn: deliver these replies, store nothing.
-            return Turn(cid, row.id, "gone", ephemeral=replies, channel=channel, address=address)
+            return Turn(cid, row.id, "gone", ephemeral=_plain(replies), channel=channel, address=address)
         language = current
+        if "erase" in directives:
+            # "Delete my data", confirmed: Rasa has answered and saved its tracker, so both stores can go now.
+            erased = erase_person(self.db, self.tracker, cid)
+            done = [self._reply("utter_data_deleted", language)]
+            replies = [done[0] if r.buttons and "directive" in r.buttons[0] else r for r in replies]
+            if erased.complete:
+                return Turn(cid, row.id, "gone", ephemeral=_plain(replies), channel=channel, address=address)
+        if "show_my_data" in directives:
+            shown = self._my_data(cid, language)
+            replies = [shown if r.buttons and r.buttons[0].get("directive") == "show_my_data" else r
+                       for r in replies]
+        replies = _plain(replies)
         menu = self.content.language_buttons()
-        # Not after a safety answer: a person in danger gets the help, not a menu.
+        # Not after a safety answer: a person in danger gets the help, not a menu (nor the notice, yet).
         urgent = self._reply("utter_handoff_urgent", language).text
-        if first_turn and not prepared.trusted and not any(r.buttons == menu or r.text == urgent for r in replies):
+        safety = any(r.text == urgent for r in replies)
+        if first_turn and not prepared.trusted and not any(r.buttons == menu or safety for r in replies):
             replies.append(self._reply(LANGUAGE_MENU, language))
+        notice = notice_due and not safety
+        if notice:
+            replies.append(self._notice(language))
         # A pressed button keeps its title for the transcript; typed text is kept as Rasa saw it.
         return self._finish(row, replies, channel, address, text=None if prepared.trusted else prepared.message,
-                            payload=prepared.message if prepared.trusted else None)
+                            payload=prepared.message if prepared.trusted else None, notice=notice)
+
+    # -- privacy: the notice, the storage choice, "what do you keep about me" --------------------------------
+    def privacy_arguments(self) -> Dict[str, Any]:
+        return {"retention_days": _number(self.settings.retention_days),
+                "minimal_minutes": _number(self.settings.minimal_idle_minutes)}
+
+    def _notice(self, language: Optional[str]) -> Reply:
+        return self._reply(NOTICE, language, **self.privacy_arguments())
+
+    def _privacy_choice(self, row: Message, payload: str, language: str, channel: str,
+                        address: Optional[str]) -> Turn:
+        choice = PRIVACY_PAYLOADS[payload]
+        if choice is None:
+            return self._finish(row, [self._notice(language)], channel, address, payload=payload, notice=True)
+        with self.db.session() as s:
+            conv = s.get(Conversation, row.conversation_id)
+            if conv is not None:
+                conv.storage = choice
+        log.info("storage choice conversation=%s choice=%s", row.conversation_id, choice)
+        response = "utter_privacy_kept" if choice == KEPT else "utter_privacy_minimal"
+        return self._finish(row, [self._reply(response, language, **self.privacy_arguments())], channel, address,
+                            payload=payload, notice=True)
+
+    def _my_data(self, cid: str, language: str) -> Reply:
+        held = holding(self.db, self.tracker, self.settings, cid)
+        label = lambda key, **kw: self.content.label(key, language, **kw)  # noqa: E731
+        args = self.privacy_arguments()
+        if held is None:
+            return self._reply("utter_data_deleted", language)
+        answers = ", ".join(f"{label(k)}: {_value(v)}" for k, v in held.answers.items()) or label("none")
+        storage = {KEPT: label("storage_kept", **args), MINIMAL: label("storage_minimal", **args)}.get(
+            held.storage or "", label("storage_unset", **args))
+        channel = {"webchat": label("webchat"), "telegram": "Telegram", "whatsapp": "WhatsApp"}.get(
+            held.channel, held.channel)
+        name = self.content.languages[self.content.resolve_language(held.language)].name
+        rendered = self.content.render("utter_my_data", language, {
+            "language": name, "channel": channel, "messages": held.messages, "answers": answers,
+            "case": label("case_open") if held.open_case else label("case_none"), "storage": storage,
+            "expires": held.expires_at.strftime("%Y-%m-%d")})
+        return Reply(rendered.text, rendered.buttons)
 
     def _finish(self, row: Message, replies: List[Reply], channel: str, address: Optional[str],
-                text: Optional[str] = None, payload: Optional[str] = None) -> Turn:
+                text: Optional[str] = None, payload: Optional[str] = None, notice: bool = False) -> Turn:
         with self.db.session() as s:
             conv = s.get(Conversation, row.conversation_id)
             current = s.get(Message, row.id)
@@ -372,7 +451,12 @@ class ConversationService:
                 current.payload = payload[:256]
             conv.delay_notified = False
             conv.last_activity_at = utcnow()
+            if notice and conv.notice_sent_at is None:
+                conv.notice_sent_at = utcnow()
+            kept = conv.storage == KEPT
             self._enqueue(s, conv, replies, row.id)
+        if not kept:  # not kept: the message is answered, so its text goes now
+            minimise(self.db, row.conversation_id)
         return Turn(row.conversation_id, row.id, "done")
 
     def _postpone(self, row: Message, language: str) -> Turn:
@@ -437,6 +521,8 @@ class ConversationService:
                                   .values(state=OUT_SENT, sent_at=utcnow())).rowcount
                 if taken:
                     replies.append(Reply(row.text, json.loads(row.buttons) if row.buttons else []))
+        if replies:
+            minimise(self.db, cid)
         return replies
 
     def state_of(self, message_id: int) -> Optional[str]:
@@ -468,6 +554,30 @@ class ConversationService:
     def _reply(self, response: str, language: Optional[str], **arguments: Any) -> Reply:
         rendered = self.content.render(response, language, arguments)
         return Reply(rendered.text, rendered.buttons)
+
+
+def _storable(value: Optional[str]) -> Optional[str]:
+    """Text that can be stored and encoded: lone surrogates (valid in JSON, not in UTF-8) become U+FFFD."""
+    if value is None:
+        return None
+    return storable(value if isinstance(value, str) else str(value))
+
+
+def _plain(replies: List[Reply]) -> List[Reply]:
+    """Replies without the directive placeholders (a directive that was not carried out says nothing)."""
+    return [r for r in replies if not (r.buttons and "directive" in r.buttons[0])]
+
+
+def _number(value: float) -> Any:
+    return int(value) if float(value).is_integer() else value
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "✓" if value else "✗"
+    if isinstance(value, str) and len(value) <= 3:
+        return value.upper()
+    return str(value)
 
 
 def _buttons(raw: Any) -> List[Dict[str, str]]:

@@ -30,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, declarative_base, sessionmaker
 
+from bot.crypto import EncryptedText, Keyring, configure
+
 Base = declarative_base()
 
 
@@ -49,8 +51,9 @@ class Conversation(Base):
     language_source = Column(String(16), nullable=True)
     created_at = Column(DateTime, nullable=False, default=utcnow)
     last_activity_at = Column(DateTime, nullable=False, default=utcnow)
-    # Where replies go on the channel (Telegram chat id, WhatsApp number); never sent to Rasa or logged.
-    address = Column(String(128), nullable=True)
+    # Where replies go on the channel (Telegram chat id, WhatsApp number); encrypted, never sent to Rasa
+    # or logged.
+    address = Column(EncryptedText, nullable=True)
     last_inbound_at = Column(DateTime, nullable=True)  # WhatsApp's 24-hour window starts here
     template_sent_at = Column(DateTime, nullable=True)  # last re-engagement template (WhatsApp)
     delay_notified = Column(Boolean, nullable=False, default=False)  # told "answers are delayed"
@@ -59,6 +62,13 @@ class Conversation(Base):
     lease_until = Column(DateTime, nullable=True)
     send_lease_owner = Column(String(64), nullable=True)
     send_lease_until = Column(DateTime, nullable=True)
+    # The person's choice about storage (docs/privacy.md): None = not chosen yet (treated as "minimal"),
+    # "kept" = messages kept for RETENTION_DAYS after the last activity, "minimal" = answered messages are
+    # blanked at once and the conversation is erased after MINIMAL_IDLE_MINUTES without messages.
+    storage = Column(String(16), nullable=True)
+    notice_sent_at = Column(DateTime, nullable=True)  # the privacy notice of the first contact
+    # "Delete my data" confirmed but not finished (the tracker store was unreachable): retried.
+    erase_requested_at = Column(DateTime, nullable=True)
 
 
 # Message.state for direction "in": pending -> done (answered) | rejected (bad input, answered)
@@ -80,8 +90,8 @@ class Message(Base):
     direction = Column(String(8), nullable=False)  # in | out
     sender = Column(String(16), nullable=False)  # user | bot | counsellor
     channel_message_id = Column(String(128), nullable=True)
-    text = Column(Text, nullable=False, default="")
-    payload = Column(String(256), nullable=True)
+    text = Column(EncryptedText, nullable=False, default="")  # "" once blanked (storage "minimal")
+    payload = Column(EncryptedText, nullable=True)
     created_at = Column(DateTime, nullable=False, default=utcnow)
     state = Column(String(16), nullable=False, default="done", index=True)
     kind = Column(String(16), nullable=False, default="text")  # text, payload, voice, photo, location, ...
@@ -119,7 +129,7 @@ class Handoff(Base):
     snoozed_until = Column(DateTime, nullable=True)
     resolved_at = Column(DateTime, nullable=True)
     consent = Column(String(16), nullable=True)  # given | urgent (help was not delayed to ask)
-    case_card = Column(Text, nullable=True)  # JSON: what the counsellor needs to know first
+    case_card = Column(EncryptedText, nullable=True)  # JSON: what the counsellor needs to know first
 
 
 class Counsellor(Base):
@@ -159,7 +169,7 @@ class HandoffNote(Base):
     id = Column(Integer, primary_key=True, autoincrement=True)
     handoff_id = Column(Integer, ForeignKey("handoffs.id", ondelete="CASCADE"), nullable=False, index=True)
     author_id = Column(Integer, ForeignKey("counsellors.id", ondelete="SET NULL"), nullable=True)
-    text = Column(Text, nullable=False)
+    text = Column(EncryptedText, nullable=False)
     created_at = Column(DateTime, nullable=False, default=utcnow)
 
 
@@ -201,10 +211,15 @@ class Service(Base):
 
 
 class Database:
-    """Engine and session factory for one URL; create with `Database(url)`, nothing happens before use."""
+    """Engine and session factory for one URL; nothing connects before use.
 
-    def __init__(self, url: str) -> None:
+    `keys` (a Keyring, or the DATA_KEYS string) makes the encrypted columns usable in this process.
+    """
+
+    def __init__(self, url: str, keys=None) -> None:
         self.url = url
+        if keys is not None:
+            configure(keys if isinstance(keys, Keyring) else Keyring.parse(_reveal(keys)))
         self._engine: Optional[Engine] = None
         self._sessions: Optional[sessionmaker] = None
 
@@ -243,10 +258,17 @@ class Database:
         from bot.migrations import upgrade
 
         upgrade(self.engine)
+        from bot.privacy import encrypt_plaintext_rows
+
+        encrypt_plaintext_rows(self)
 
     def dispose(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
+
+
+def _reveal(value) -> str:
+    return value.reveal() if hasattr(value, "reveal") else str(value)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - trivial

@@ -25,12 +25,28 @@ COMMANDS = {
     "delete": "/delete_my_data",
     "stop": "/stop",
     "human": "/talk_to_human",
+    "privacy": "/privacy",
 }
 _COMMAND = re.compile(r"^/([A-Za-z_]+)(?:@[A-Za-z0-9_]+)?\s*$")
 # Telegram deep links arrive as "/start <parameter>"; the parameter is ignored.
 _START = re.compile(r"^/start(?:@[A-Za-z0-9_]+)?\s+\S{1,64}$", re.IGNORECASE)
 # Control characters except tab and newline; also lone surrogates and the BOM.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufeff\ud800-\udfff]")
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def storable(value):
+    """JSON may carry lone surrogates (valid JSON, not valid UTF-8): they become U+FFFD, in nested
+    lists and objects too, so that what we store can always be encoded."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8") if _SURROGATE.search(value) else value
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    return value
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,25 @@ def _setting(default: Optional[str], cast: Callable[[str], object] = str, *, hel
     return field(default=None, metadata={"default": default, "cast": cast, "help": help, "optional": optional})
 
 
+def _keys(value: str) -> Secret:
+    """DATA_KEYS: one or more secrets of 32+ characters, comma-separated, newest first."""
+    keys = [k.strip() for k in value.split(",") if k.strip()]
+    if not keys:
+        raise ValueError("needs at least one key")
+    if any(len(k) < 32 for k in keys):
+        raise ValueError("every key must be at least 32 characters")
+    return Secret(",".join(keys))
+
+
+def _positive(cast: Callable[[str], object]) -> Callable[[str], object]:
+    def check(value: str) -> object:
+        number = cast(value)
+        if number <= 0:  # type: ignore[operator]
+            raise ValueError("must be greater than 0")
+        return number
+    return check
+
+
 def _url(value: str) -> str:
     if not re.match(r"^https?://[^\s/]+", value):
         raise ValueError("must be an http(s) URL")
@@ -90,6 +109,17 @@ class Settings:
     rasa_token: Secret = _setting(None, _secret, help="Token of Rasa's HTTP API (--auth-token)")
     nlg_token: Secret = _setting(None, _secret, help="Token Rasa sends to the gateway's /nlg endpoint")
     pseudonym_key: Secret = _setting(None, _secret, help="Key of the keyed hash that makes sender ids")
+    data_keys: Secret = _setting(None, _keys, help="Keys that encrypt addresses and message text at rest: "
+                                 "32+ characters each, comma-separated, newest first (docs/security.md)")
+    tracker_store_url: str = _setting(f"sqlite:///{ROOT / 'var' / 'rasa-tracker.db'}",
+                                      help="SQLAlchemy URL of Rasa's SQL tracker store (purge and erasure)")
+    # Privacy (docs/privacy.md)
+    retention_days: float = _setting("30", _positive(float), help="Days a kept conversation stays after its "
+                                     "last activity (open counsellor cases stay until resolved)")
+    minimal_idle_minutes: float = _setting("30", _positive(float), help="Minutes without messages after which "
+                                           "a conversation whose storage was not agreed is erased")
+    purge_interval_minutes: float = _setting("10", _positive(float), help="How often the worker runs the "
+                                             "retention purge")
     gateway_host: str = _setting("127.0.0.1", help="Address the gateway listens on")
     gateway_port: int = _setting("8000", int, help="Port the gateway listens on")
     default_language: str = _setting("en", help="Language used when none is known")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from bot.errors import ConfigError
 from bot.settings import ROOT, Settings
 
 COLOURS = {"rasa": "\033[35m", "actions": "\033[36m", "gateway": "\033[32m"}
@@ -23,11 +24,20 @@ class Process:
     command: List[str]
 
 
+def sqlite_path(url: str) -> str:
+    if not url.startswith("sqlite:///"):
+        raise ConfigError("TRACKER_STORE_URL must be a sqlite:/// URL for `python -m bot run` (endpoints.yml)")
+    return url[len("sqlite:///"):]
+
+
 def commands(settings: Settings, model: Path, rasa_port: int = 5005, actions_port: int = 5055) -> List[Process]:
     bin_dir = Path(sys.executable).parent
     return [
-        Process("actions", [str(bin_dir / "rasa"), "run", "actions", "--actions", "actions", "--port", str(actions_port)]),
-        Process("rasa", [str(bin_dir / "rasa"), "run", "--enable-api", "--auth-token", settings.rasa_token.reveal(),
+        # -v: INFO, whatever LOG_LEVEL says. Rasa reads LOG_LEVEL too, and its DEBUG lines carry message
+        # text; the gateway's LOG_LEVEL must never turn that on.
+        Process("actions", [str(bin_dir / "rasa"), "run", "actions", "-v", "--actions", "actions", "--port",
+                            str(actions_port)]),
+        Process("rasa", [str(bin_dir / "rasa"), "run", "-v", "--enable-api", "--auth-token", settings.rasa_token.reveal(),
                          "--interface", "127.0.0.1", "--port", str(rasa_port), "--model", str(model),
                          "--endpoints", "endpoints.yml", "--credentials", "credentials.yml", "--cors", "http://localhost"]),
         Process("gateway", [sys.executable, "-m", "uvicorn", "--factory", "bot.app:create_app",
@@ -43,7 +53,9 @@ def environment(settings: Settings, actions_port: int = 5055) -> Dict[str, str]:
         "ACTION_SERVER_URL": f"http://127.0.0.1:{actions_port}/webhook",
         "GATEWAY_URL": f"http://127.0.0.1:{settings.gateway_port}",
         "NLG_TOKEN": settings.nlg_token.reveal(),
-        "RASA_TRACKER_DB": env.get("RASA_TRACKER_DB", str(ROOT / "var" / "rasa-tracker.db")),
+        # Rasa's SQL tracker store (endpoints.yml) is the file TRACKER_STORE_URL names, which the gateway
+        # purges and erases from.
+        "RASA_TRACKER_DB": env.get("RASA_TRACKER_DB") or sqlite_path(settings.tracker_store_url),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONUNBUFFERED": "1",
         "SANIC_HOST": "127.0.0.1",  # the action server (rasa_sdk binds 0.0.0.0 otherwise)

@@ -78,6 +78,7 @@ class Worker:
         self.lease = dt.timedelta(seconds=lease_seconds)
         self.poll = poll_seconds
         self.probe = probe_seconds
+        self.minimise_seconds = 5.0
         self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._inbound = asyncio.Event()
         self._outbound = asyncio.Event()
@@ -97,7 +98,8 @@ class Worker:
     async def start(self) -> None:
         self._loops = [asyncio.create_task(self._process_loop(), name="process-loop"),
                        asyncio.create_task(self._send_loop(), name="send-loop"),
-                       asyncio.create_task(self._probe_loop(), name="rasa-probe")]
+                       asyncio.create_task(self._probe_loop(), name="rasa-probe"),
+                       asyncio.create_task(self._privacy_loop(), name="privacy")]
 
     async def stop(self) -> None:
         self._stopping = True
@@ -209,6 +211,26 @@ class Worker:
             self._done.pop(message_id, None)
             self._unstored.pop(message_id, None)
 
+    # -- privacy upkeep -----------------------------------------------------------------------------
+    async def _privacy_loop(self) -> None:
+        """Blank delivered messages that are not kept (every few seconds); purge expired data (every
+        PURGE_INTERVAL_MINUTES, and once at start)."""
+        from bot.privacy import minimise, purge
+
+        settings = self.service.settings
+        interval = settings.purge_interval_minutes * 60
+        next_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            try:
+                await asyncio.to_thread(minimise, self.db)
+                if loop.time() >= next_purge:
+                    await asyncio.to_thread(purge, self.db, self.service.tracker, settings)
+                    next_purge = loop.time() + interval
+            except Exception as exc:  # the database may be restarting: try again shortly
+                log.error("privacy upkeep failed error=%s", type(exc).__name__)
+            await asyncio.sleep(self.minimise_seconds)
+
     async def _probe_loop(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.probe)
@@ -289,6 +311,10 @@ class Worker:
                     result = SendResult("retry", error="exception")
                 if not self._apply(cid, row, result):
                     break
+            # Delivered replies of a conversation whose messages are not kept go now (bot.privacy).
+            from bot.privacy import minimise
+
+            minimise(self.db, cid)
         except Exception:
             log.exception("sending stopped conversation=%s", cid)
         finally:

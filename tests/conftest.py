@@ -18,6 +18,7 @@ from bot.settings import ROOT, load_settings
 from tests.fakes.platforms import FakePlatforms
 
 LAUNCH_LANGUAGES = ["en", "fr", "ar", "es", "fa", "ti"]
+DATA_KEY = "data-key-for-tests-0123456789abcdefghijklmnop"
 
 
 @pytest.fixture
@@ -27,13 +28,15 @@ def settings(tmp_path: Path):
         "RASA_TOKEN": "rasa-token-for-tests-0123456789",
         "NLG_TOKEN": "nlg-token-for-tests-0123456789",
         "PSEUDONYM_KEY": "pseudonym-key-for-tests-0123456789",
+        "DATA_KEYS": DATA_KEY,
+        "TRACKER_STORE_URL": f"sqlite:///{tmp_path / 'tracker.db'}",
     }
     return load_settings(env, env_file=tmp_path / "absent.env")
 
 
 @pytest.fixture
 def db(settings):
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, keys=settings.data_keys)
     database.upgrade()
     yield database
     database.dispose()
@@ -110,6 +113,8 @@ def channel_settings(tmp_path, platforms):
         "RASA_TOKEN": "rasa-token-for-tests-0123456789",
         "NLG_TOKEN": "nlg-token-for-tests-0123456789",
         "PSEUDONYM_KEY": "pseudonym-key-for-tests-0123456789",
+        "DATA_KEYS": DATA_KEY,
+        "TRACKER_STORE_URL": f"sqlite:///{tmp_path / 'tracker.db'}",
         "TELEGRAM_BOT_TOKEN": "123456:telegram-token-for-tests",
         "TELEGRAM_WEBHOOK_SECRET": SECRET,
         "TELEGRAM_WEBHOOK_URL": "https://bot.example.org/telegram/webhook",
@@ -128,7 +133,7 @@ def channel_settings(tmp_path, platforms):
 def gateway(channel_settings, rasa_client, platforms):
     platforms.calls.clear()
     platforms.failures = {"telegram": [], "whatsapp": []}
-    database = Database(channel_settings.database_url)
+    database = Database(channel_settings.database_url, keys=channel_settings.data_keys)
     with TestClient(create_app(channel_settings, rasa=rasa_client, db=database), base_url="https://testserver") as client:
         client.db = database
         yield client

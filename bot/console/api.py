@@ -25,6 +25,7 @@ from bot.console.auth import COOKIE, AuthError, csrf_ok, login, logout, session_
 from bot.conversation import Reply
 from bot.db import Conversation, Counsellor, Handoff, HandoffEvent, HandoffNote, Message, utcnow
 from bot.handoff import HandoffError
+from bot.inputs import storable
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -73,6 +74,8 @@ def authed(handler: Handler, roles: Optional[tuple] = None) -> Callable[[Request
                 return _error(403, "csrf", "missing or wrong X-CSRF-Token")
         if roles and counsellor.role not in roles:
             return _error(403, "forbidden", "your role cannot do this")
+        if any(isinstance(v, int) and not 0 < v < 2 ** 63 for v in request.path_params.values()):
+            return _error(404, "not_found", "no such record")  # ids the database cannot even hold
         try:
             return await handler(request, counsellor)
         except HandoffError as exc:
@@ -86,11 +89,11 @@ async def _body(request: Request) -> Dict[str, Any]:
         raise HandoffError("too_large", "body too large", 413)
     try:
         data = json.loads(raw.decode("utf-8") or "{}")
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deeply nested JSON
         raise HandoffError("bad_request", "expected a JSON object", 400)
     if not isinstance(data, dict):
         raise HandoffError("bad_request", "expected a JSON object", 400)
-    return data
+    return storable(data)
 
 
 def _text(data: Dict[str, Any], key: str = "text") -> str:

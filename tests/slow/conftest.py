@@ -85,6 +85,8 @@ def servers(trained_model, tmp_path_factory, platforms):
         "PSEUDONYM_KEY": "e2e-pseudonym-key-" + secrets.token_hex(8),
         "GATEWAY_PORT": str(gateway_port),
         "RASA_TRACKER_DB": str(work / "tracker.db"),
+        "TRACKER_STORE_URL": f"sqlite:///{work / 'tracker.db'}",
+        "DATA_KEYS": "e2e-data-key-" + secrets.token_hex(16),
         "TELEGRAM_BOT_TOKEN": "424242:e2e-telegram-bot-token",
         "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
         "TELEGRAM_WEBHOOK_URL": "https://crossroads.example.org/telegram/webhook",
@@ -97,12 +99,14 @@ def servers(trained_model, tmp_path_factory, platforms):
         # Counsellors "always at work" here, so answers do not depend on the day the tests run.
         "COUNSELLOR_HOURS": "mon-sun 00:00-23:59",
         "COUNSELLOR_TIMEZONE": "UTC",
+        # Every gateway log level is on in these tests: test_privacy_e2e scans the logs for personal data.
+        "LOG_LEVEL": "DEBUG",
     }
     settings = load_settings(env_vars, env_file=work / "none.env")
     from bot.db import Database
     from bot.services import import_services
 
-    seed = Database(settings.database_url)
+    seed = Database(settings.database_url, keys=settings.data_keys)
     seed.upgrade()
     import_services(seed)
     seed.dispose()

@@ -86,6 +86,16 @@ def test_200_updates_per_platform_with_duplicates_and_a_rasa_restart(servers, pl
             people.append((channel, address, language,
                            [(j, f"{channel}-{i}-{j}", text) for j, text in enumerate(texts)]))
     base_update = 880000
+    # Everyone chose "keep" (bot.privacy), so the transcript can be compared with what was sent; the
+    # Telegram language comes from the platform's language_code, WhatsApp's from detection.
+    seed = Database(settings.database_url, keys=settings.data_keys)
+    with seed.session() as s:
+        for channel, address, language, _ in people:
+            s.add(Conversation(id=pseudonym(channel, address, settings.pseudonym_key), channel=channel,
+                               language=language if channel == "telegram" else "en",
+                               language_source="suggested" if channel == "telegram" else "default",
+                               storage="kept"))
+    seed.dispose()
 
     def deliver(person, j: int) -> int:
         channel, address, language, messages = person
@@ -110,7 +120,7 @@ def test_200_updates_per_platform_with_duplicates_and_a_rasa_restart(servers, pl
                 statuses = [s for group in statuses for s in group]
         assert set(statuses) == {200}
 
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, keys=settings.data_keys)
 
     def settled() -> bool:
         with db.session() as s:
@@ -141,7 +151,8 @@ def test_200_updates_per_platform_with_duplicates_and_a_rasa_restart(servers, pl
 
     delayed = {lang: content.render("utter_answer_delayed", lang).text for lang in LANGUAGES}
     menus = {lang: content.render("utter_language_menu", lang).text for lang in LANGUAGES}
-    language_texts = {lang: {content.render(key, lang).text for key in content.languages["en"].responses}
+    arguments = {"retention_days": 30, "minimal_minutes": 30}  # the privacy notice's settings
+    language_texts = {lang: {content.render(key, lang, arguments).text for key in content.languages["en"].responses}
                       for lang in LANGUAGES}
     totals = {"messages": 0, "replies": 0}
     rasa = httpx.Client(base_url=f"http://127.0.0.1:{servers['rasa_port']}", timeout=30)

@@ -45,7 +45,7 @@ def telegram(servers, update_id: int, text: str, language: str = "en") -> None:
 def test_urgent_telegram_case_claimed_answered_and_resolved_in_the_browser(servers, platforms):
     from playwright.sync_api import expect, sync_playwright
 
-    db = Database(servers["settings"].database_url)
+    db = Database(servers["settings"].database_url, keys=servers["settings"].data_keys)
     create_counsellor(db, "leila", PASSWORD, role="supervisor", languages="en,ar", display_name="Leila")
     content = ContentStore()
     base = servers["url"].replace("127.0.0.1", "localhost")  # a secure context for the Secure cookie

@@ -34,7 +34,9 @@ def test_a_conversation_in_each_launch_language(servers, lang):
     chosen = say(servers, user, payload=f'/change_language{{"language":"{lang}"}}')
     assert chosen["language"] == lang
     assert chosen["direction"] == CONTENT.languages[lang].direction
-    assert [r["text"] for r in chosen["replies"]] == [text("utter_greet", lang)]
+    notice = text("utter_privacy_notice", lang, retention_days=30, minimal_minutes=30)
+    assert [r["text"] for r in chosen["replies"]] == [text("utter_greet", lang), notice]  # first contact
+    assert [b["payload"] for b in chosen["replies"][1]["buttons"]] == ["/privacy_keep", "/privacy_minimal"]
 
     options = say(servers, user, payload="/ask_options")
     assert [r["text"] for r in options["replies"]] == [text("utter_options", lang)]
@@ -62,7 +64,7 @@ def test_safety_message_gets_safety_answer_and_urgent_handoff(servers, lang):
     queue = re.escape(CONTENT.languages[lang].responses["utter_handoff_queue"]["text"])
     queue = queue.replace(re.escape("{position}"), r"\d+").replace(re.escape("{minutes}"), r"\d+")
     assert len(texts) == 3 and re.fullmatch(queue, texts[2]), texts[2:]
-    db = Database(servers["settings"].database_url)
+    db = Database(servers["settings"].database_url, keys=servers["settings"].data_keys)
     with db.session() as s:
         urgent = s.scalars(select(Handoff).where(Handoff.reason == "fear_of_harm")).all()
     assert urgent and all(h.priority == "urgent" for h in urgent)
@@ -75,7 +77,8 @@ def test_first_message_language_is_detected(servers):
     assert answer["language"] == "ar" and answer["direction"] == "rtl"
     texts = [r["text"] for r in answer["replies"]]
     assert text("utter_options", "ar") in texts
-    assert answer["replies"][-1]["buttons"] == CONTENT.language_buttons()
+    assert answer["replies"][-2]["buttons"] == CONTENT.language_buttons()
+    assert answer["replies"][-1]["text"] == text("utter_privacy_notice", "ar", retention_days=30, minimal_minutes=30)
 
 
 def test_typed_intent_injection_does_nothing_special(servers):

@@ -31,6 +31,15 @@ def signed(body: dict, secret: str = APP_SECRET):
     return raw, {"X-Hub-Signature-256": signature, "content-type": "application/json"}
 
 
+def keep(gateway, channel: str, user_id: str) -> None:
+    """The person chose "keep" (bot.privacy): their transcript stays, so tests can read reply text."""
+    from bot.db import Conversation
+
+    cid = pseudonym(channel, user_id, gateway.app.state.gateway.settings.pseudonym_key)
+    with gateway.db.session() as s:
+        s.add(Conversation(id=cid, channel=channel, language="en", language_source="default", storage="kept"))
+
+
 def rows(db, **where):
     with db.session() as s:
         query = select(Message)
@@ -79,7 +88,9 @@ def test_rasa_down_then_up_answers_everything_once_in_order(gateway, platforms, 
     expected = [delayed] + [f"echo:message {i}" for i in range(5)]
     assert platforms.wait_for(lambda: len(platforms.telegram_texts(503)) >= len(expected) + 1, timeout=30)
     time.sleep(0.8)
-    texts = [t for t in platforms.telegram_texts(503) if t != content.render("utter_language_menu", "fr").text]
+    first_contact = {content.render(k, "fr", {"retention_days": 30, "minimal_minutes": 30}).text
+                     for k in ("utter_language_menu", "utter_privacy_notice")}
+    texts = [t for t in platforms.telegram_texts(503) if t not in first_contact]
     assert texts == expected  # told once, each answered once, in order
     assert [r["message"] for r in fake_rasa.received] == [f"message {i}" for i in range(5)]
 
@@ -98,6 +109,7 @@ def test_429_retry_after_and_5xx_are_retried_without_duplicates(gateway, platfor
     platforms.fail_next("telegram", 429, retry_after=1)
     platforms.fail_next("telegram", 502)
     start = time.monotonic()
+    keep(gateway, "telegram", "505")
     gateway.post("/telegram/webhook", json=telegram_text(300, 505, "slow down"), headers=TG)
     assert platforms.wait_for(lambda: "echo:slow down" in platforms.telegram_texts(505)
                               and len(platforms.sent("telegram", "sendMessage")) >= 3, timeout=30)
@@ -112,6 +124,7 @@ def test_429_retry_after_and_5xx_are_retried_without_duplicates(gateway, platfor
 
 def test_a_permanent_refusal_is_recorded_not_retried_forever(gateway, platforms, fake_rasa):
     platforms.fail_next("telegram", 403)
+    keep(gateway, "telegram", "506")
     gateway.post("/telegram/webhook", json=telegram_text(310, 506, "blocked"), headers=TG)
     assert platforms.wait_for(lambda: any(r.state == "failed" for r in rows(gateway.db, direction="out")))
     failed = [r for r in rows(gateway.db, direction="out") if r.state == "failed"]
@@ -299,6 +312,7 @@ def test_whatsapp_buttons_lists_and_a_press(gateway, platforms, fake_rasa, conte
 def test_whatsapp_429_and_5xx_are_retried_once_each(gateway, platforms, fake_rasa):
     platforms.fail_next("whatsapp", 429, retry_after=1)
     platforms.fail_next("whatsapp", 503)
+    keep(gateway, "whatsapp", "4915100000005")
     raw, headers = signed(whatsapp_body([whatsapp_text("4915100000005", "wamid.D1", "retry me")]))
     gateway.post("/whatsapp/webhook", content=raw, headers=headers)
     assert platforms.wait_for(lambda: len(platforms.whatsapp_to("4915100000005")) >= 3, timeout=30)
@@ -359,7 +373,7 @@ def test_polling_mode_without_a_public_url(tmp_path, platforms, rasa_client, fak
                                    database_url=f"sqlite:///{tmp_path / 'polling.db'}")
     with platforms.lock:
         platforms.updates = [telegram_text(5000, 601, "first by polling"), telegram_text(5001, 601, "second")]
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, keys=settings.data_keys)
     with TestClient(create_app(settings, rasa=rasa_client, db=database)):
         assert platforms.wait_for(lambda: "echo:second" in platforms.telegram_texts(601), timeout=20)
         assert platforms.sent("telegram", "deleteWebhook")

@@ -21,11 +21,14 @@ async def test_language_goes_to_rasa_in_the_metadata(service, fake_rasa):
     assert fake_rasa.received[-1]["metadata"] == {"language": "es", "channel": "webchat"}
 
 
-async def test_first_turn_offers_the_language_menu_once(service, content):
+async def test_first_turn_offers_the_language_menu_and_the_privacy_notice_once(service, content):
     first = await service.handle("webchat", "user-0003", text="hello")
-    assert first.replies[-1].buttons == content.language_buttons()
+    notice = content.render("utter_privacy_notice", "en", service.privacy_arguments())
+    assert first.replies[-2].buttons == content.language_buttons()
+    assert (first.replies[-1].text, first.replies[-1].buttons) == (notice.text, notice.buttons)
+    assert "30 days" in notice.text and "30 minutes" in notice.text  # the settings' values, filled in
     second = await service.handle("webchat", "user-0003", text="hello again")
-    assert all(r.buttons != content.language_buttons() for r in second.replies)
+    assert all(r.buttons != content.language_buttons() and r.text != notice.text for r in second.replies)
 
 
 async def test_detected_language_is_told_to_rasa_before_the_message(service, fake_rasa):
@@ -68,12 +71,14 @@ async def test_buttons_from_rasa_reach_the_user(service, fake_rasa):
     assert outcome.replies[0].buttons == [{"title": "A", "payload": "/ask_options"}]
 
 
-async def test_both_sides_are_stored_for_the_transcript(service, db):
+async def test_both_sides_are_stored_for_the_transcript_when_the_person_agrees(service, db):
+    await service.handle("webchat", "user-0009", payload="/privacy_keep")
     outcome = await service.handle("webchat", "user-0009", text="what are my options")
     with db.session() as s:
-        rows = s.scalars(select(Message).where(Message.conversation_id == outcome.conversation_id)).all()
+        rows = s.scalars(select(Message).where(Message.conversation_id == outcome.conversation_id)
+                         .order_by(Message.id)).all()[2:]  # after the choice and its confirmation
     assert [(m.direction, m.sender) for m in rows][:2] == [("in", "user"), ("out", "bot")]
-    assert rows[0].text == "what are my options"
+    assert rows[0].text == "what are my options" and rows[1].text == "echo:what are my options"
 
 
 async def test_erasure_during_a_turn_leaves_nothing_behind(service, fake_rasa, db):

@@ -3,7 +3,7 @@ import pytest
 from bot.errors import ConfigError
 from bot.settings import load_settings, read_env_file
 
-GOOD = {"RASA_TOKEN": "x" * 20, "NLG_TOKEN": "y" * 20, "PSEUDONYM_KEY": "z" * 20}
+GOOD = {"RASA_TOKEN": "x" * 20, "NLG_TOKEN": "y" * 20, "PSEUDONYM_KEY": "z" * 20, "DATA_KEYS": "k" * 32}
 
 
 def test_missing_required_setting_names_the_variable(tmp_path):
