@@ -19,26 +19,32 @@ from rasa_sdk.executor import CollectingDispatcher
 log = logging.getLogger(__name__)
 
 
-class ActionDeleteMyData(Action):
+class _GatewayDirective:
+    """Ask the gateway to do something with the data it holds about this conversation (a mixin, not
+    an Action itself: rasa_sdk registers every Action subclass)."""
+
+    action_name = ""
+    directive = ""
+
+    def name(self) -> Text:
+        return self.action_name
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: Dict[Text, Any]) -> List[EventType]:
+        dispatcher.utter_message(json_message={"crossroads": self.directive})
+        log.info("%s requested conversation=%s", self.directive, tracker.sender_id)
+        return []
+
+
+class ActionDeleteMyData(_GatewayDirective, Action):
     """The person confirmed "delete my data": the gateway erases everything after this turn."""
 
-    def name(self) -> Text:
-        return "action_delete_my_data"
-
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: Dict[Text, Any]) -> List[EventType]:
-        dispatcher.utter_message(json_message={"crossroads": "erase"})
-        log.info("erasure requested conversation=%s", tracker.sender_id)
-        return []
+    action_name = "action_delete_my_data"
+    directive = "erase"
 
 
-class ActionShowMyData(Action):
+class ActionShowMyData(_GatewayDirective, Action):
     """ "What do you keep about me": the gateway answers from what it holds."""
 
-    def name(self) -> Text:
-        return "action_show_my_data"
-
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: Dict[Text, Any]) -> List[EventType]:
-        dispatcher.utter_message(json_message={"crossroads": "show_my_data"})
-        return []
+    action_name = "action_show_my_data"
+    directive = "show_my_data"
