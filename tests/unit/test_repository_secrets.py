@@ -45,6 +45,7 @@ def test_no_secret_in_the_repository():
 
 
 def test_the_scanner_finds_what_it_looks_for():
-    assert PATTERNS["telegram bot token"].search("token 123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawq x")
+    # Built at run time, so that this file itself holds no token-shaped string.
+    assert PATTERNS["telegram bot token"].search("token " + "1234" + "56789:" + "AAHdqTcvCH1vGWJx" * 2 + "abc x")
     assert PATTERNS["fernet key"].search("key=" + "A" * 43 + "=")
     assert PATTERNS["generated .env secret assignment"].search("DATA_KEYS=" + "k" * 43)
