@@ -105,6 +105,7 @@ class Message(Base):
     sent_at = Column(DateTime, nullable=True)
     author_id = Column(Integer, nullable=True)  # the counsellor who wrote an outgoing message
     misunderstood = Column(Boolean, nullable=False, default=False)  # marked in the console
+    review_item_id = Column(Integer, nullable=True)  # the review item made from it (bot.review)
 
 
 class Handoff(Base):
@@ -184,6 +185,45 @@ class HandoffEvent(Base):
     detail = Column(String(256), nullable=True)
     actor = Column(String(64), nullable=False, default="system")
     created_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+# ReviewItem.status: pending -> labelled (an intent, or out_of_scope) | discarded ; labelled -> applied
+# (written to data/nlu/<language>.yml).
+REVIEW_PENDING, REVIEW_LABELLED, REVIEW_DISCARDED, REVIEW_APPLIED = "pending", "labelled", "discarded", "applied"
+
+
+class ReviewItem(Base):
+    """A message the assistant did not understand well, redacted, for maintainers to label (bot.review).
+
+    No conversation id: once redacted, an item is not linked to the person (docs/privacy.md).
+    """
+
+    __tablename__ = "review_items"
+    __table_args__ = (UniqueConstraint("language", "text_hash", name="uq_review_language_text"),)
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    language = Column(String(16), nullable=False, index=True)
+    text = Column(EncryptedText, nullable=False)  # redacted
+    text_hash = Column(String(64), nullable=False)  # of the normalised redacted text: merges duplicates
+    predicted_intent = Column(String(64), nullable=True)
+    confidence = Column(Integer, nullable=True)  # per cent
+    source = Column(String(32), nullable=False)  # misunderstood | fallback | low_confidence
+    count = Column(Integer, nullable=False, default=1)
+    first_seen = Column(DateTime, nullable=False, default=utcnow)
+    last_seen = Column(DateTime, nullable=False, default=utcnow)
+    status = Column(String(16), nullable=False, default=REVIEW_PENDING, index=True)
+    label = Column(String(64), nullable=True)
+    reviewer = Column(String(64), nullable=True)
+    reviewed_at = Column(DateTime, nullable=True)
+
+
+class Setting(Base):
+    """Small pieces of state the gateway keeps between runs (e.g. the review collector's cursor)."""
+
+    __tablename__ = "gateway_state"
+
+    key = Column(String(64), primary_key=True)
+    value = Column(String(256), nullable=False)
 
 
 class Service(Base):

@@ -41,6 +41,7 @@ ENCRYPTED_COLUMNS = {
     "messages": ("id", ("text", "payload")),
     "handoffs": ("id", ("case_card",)),
     "handoff_notes": ("id", ("text",)),
+    "review_items": ("id", ("text",)),
 }
 
 

@@ -118,6 +118,8 @@ class Settings:
                                      "last activity (open counsellor cases stay until resolved)")
     minimal_idle_minutes: float = _setting("30", _positive(float), help="Minutes without messages after which "
                                            "a conversation whose storage was not agreed is erased")
+    review_confidence: float = _setting("0.6", float, help="Messages classified below this confidence (or as "
+                                        "nlu_fallback) go to the maintainers' review queue")
     purge_interval_minutes: float = _setting("10", _positive(float), help="How often the worker runs the "
                                              "retention purge")
     gateway_host: str = _setting("127.0.0.1", help="Address the gateway listens on")

@@ -77,6 +77,31 @@ class TrackerStore:
                 values[event["name"]] = event.get("value")
         return values
 
+    def user_events(self, after: int = 0, sender: Optional[str] = None, limit: int = 5000):
+        """(event id, sender id, event as a dict) of user messages, after event id `after` (oldest first), or
+        of one sender (newest first)."""
+        query = "SELECT id, sender_id, data FROM events WHERE type_name = 'user'"
+        params: Dict[str, Any] = {"limit": limit}
+        if sender is not None:
+            query += " AND sender_id = :s ORDER BY id DESC LIMIT :limit"
+            params["s"] = sender
+        else:
+            query += " AND id > :after ORDER BY id LIMIT :limit"
+            params["after"] = after
+        with self.engine.connect() as c:
+            if not self._exists(c):
+                return []
+            rows = c.execute(text(query), params).all()
+        events = []
+        for event_id, sender_id, data in rows:
+            try:
+                parsed = json.loads(data)
+            except (TypeError, ValueError):
+                continue
+            if isinstance(parsed, dict):
+                events.append((int(event_id), sender_id, parsed))
+        return events
+
     def senders(self) -> List[str]:
         with self.engine.connect() as c:
             if not self._exists(c):

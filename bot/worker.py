@@ -213,19 +213,24 @@ class Worker:
 
     # -- privacy upkeep -----------------------------------------------------------------------------
     async def _privacy_loop(self) -> None:
-        """Blank delivered messages that are not kept (every few seconds); purge expired data (every
-        PURGE_INTERVAL_MINUTES, and once at start)."""
+        """Blank delivered messages that are not kept (every few seconds); collect the review queue (every
+        minute); purge expired data (every PURGE_INTERVAL_MINUTES, and once at start)."""
         from bot.privacy import minimise, purge
+        from bot.review import collect, purge_unreviewed
 
         settings = self.service.settings
         interval = settings.purge_interval_minutes * 60
-        next_purge = 0.0
+        next_purge = next_review = 0.0
         loop = asyncio.get_running_loop()
         while not self._stopping:
             try:
                 await asyncio.to_thread(minimise, self.db)
+                if loop.time() >= next_review:  # before the purge can take what is worth reviewing
+                    await asyncio.to_thread(collect, self.db, self.service.tracker, settings.review_confidence)
+                    next_review = loop.time() + 60
                 if loop.time() >= next_purge:
                     await asyncio.to_thread(purge, self.db, self.service.tracker, settings)
+                    await asyncio.to_thread(purge_unreviewed, self.db, settings.retention_days)
                     next_purge = loop.time() + interval
             except Exception as exc:  # the database may be restarting: try again shortly
                 log.error("privacy upkeep failed error=%s", type(exc).__name__)

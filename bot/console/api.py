@@ -322,18 +322,49 @@ async def api_updates(request: Request, me: Counsellor) -> Response:
         await asyncio.sleep(0.1)
 
 
+async def api_review(request: Request, me: Counsellor) -> Response:
+    """The maintainers' review queue (redacted), by language, most frequent first."""
+    from bot.review import intents, queue
+
+    language = request.query_params.get("language") or None
+    items = queue(request.app.state.gateway.db, language)
+    return _json({"intents": intents() + ["discard"], "items": [
+        {"id": i.id, "language": i.language, "text": i.text, "predicted": i.predicted_intent,
+         "confidence": i.confidence, "count": i.count, "source": i.source} for i in items]})
+
+
+async def api_review_decide(request: Request, me: Counsellor) -> Response:
+    from bot.review import ReviewError, decide
+
+    data = await _body(request)
+    label = data.get("label")
+    if not isinstance(label, str):
+        raise HandoffError("bad_request", "label: an intent, out_of_scope or discard", 400)
+    try:
+        item = decide(request.app.state.gateway.db, request.path_params["item_id"], label, me.username)
+    except ReviewError as exc:
+        raise HandoffError("bad_request", str(exc), 400)
+    return _json({"ok": True, "status": item.status, "label": item.label})
+
+
 def routes() -> list:
-    def r(path: str, handler, methods=("GET",), roles=None):
+    staff = ("counsellor", "supervisor", "admin")  # maintainers do not read cases
+
+    def r(path: str, handler, methods=("GET",), roles=staff):
         return Route(path, authed(handler, roles), methods=list(methods))
 
     supervisors = ("supervisor", "admin")
+    reviewers = ("maintainer", "supervisor", "admin")
+    everyone = staff + ("maintainer",)
     return [
         Route("/console", page),
         Route("/console/", page),
         Mount("/console/static", StaticFiles(directory=STATIC), name="console-static"),
         Route("/console/api/login", api_login, methods=["POST"]),
-        r("/console/api/logout", api_logout, ("POST",)),
-        r("/console/api/me", api_me),
+        r("/console/api/logout", api_logout, ("POST",), everyone),
+        r("/console/api/me", api_me, roles=everyone),
+        r("/console/api/review", api_review, roles=reviewers),
+        r("/console/api/review/{item_id:int}", api_review_decide, ("POST",), reviewers),
         r("/console/api/queue", api_queue),
         r("/console/api/updates", api_updates),
         r("/console/api/cases/{case_id:int}", api_case),

@@ -27,7 +27,7 @@ from bot.db import ConsoleSession, Counsellor, Database, utcnow
 
 log = logging.getLogger(__name__)
 
-ROLES = ("counsellor", "supervisor", "admin")
+ROLES = ("counsellor", "supervisor", "admin", "maintainer")  # maintainer: the review queue only
 MAX_FAILURES = 5
 LOCK_MINUTES = 15
 MIN_PASSWORD = 12

@@ -304,7 +304,7 @@ def test_console_api_with_bad_input(gateway):
     headers = {"X-CSRF-Token": csrf, "content-type": "application/json"}
     paths = ["cases/1/claim", "cases/1/transfer", "cases/1/snooze", "cases/1/priority", "cases/1/notes",
              "cases/1/reply", "cases/1/resolve", "messages/1/misunderstood", "cases/999999999999/claim",
-             "cases/-1/claim", "cases/abc/claim", "cases/1%00/claim"]
+             "cases/-1/claim", "cases/abc/claim", "cases/1%00/claim", "review/1", "review/99999999999999999999"]
     for path in paths:
         for raw in MALFORMED_BODIES[:20] + [json.dumps({"text": t}).encode() for t in HOSTILE_TEXTS[:20]] + [
                 b'{"priority": "superurgent"}', b'{"counsellor_id": "1 OR 1=1"}', b'{"until": "not a date"}',
@@ -312,7 +312,7 @@ def test_console_api_with_bad_input(gateway):
             r = gateway.post(f"/console/api/{path}", content=raw, headers=headers)
             count("console API (POST)", r)
             no_server_error(r, f"{path} {raw[:40]}")
-    for query in ["queue?status=<x>", "queue?language=../../", "updates?cursor=' OR 1=1", "updates?cursor=" + "9" * 5000,
+    for query in ["review?language=<script>", "review?language=' OR 1=1 --", "queue?status=<x>", "queue?language=../../", "updates?cursor=' OR 1=1", "updates?cursor=" + "9" * 5000,
                   "cases/0", "cases/99999999999999999999"]:
         r = gateway.get(f"/console/api/{query}")  # a garbage cursor differs from the current one: no wait
         count("console API (GET)", r)

@@ -174,6 +174,60 @@
     for (const li of $("queue").children) li.classList.toggle("selected", Number(li.dataset.caseId) === id);
   }
 
+  // -- the maintainers' review queue ---------------------------------------------------------------
+  const REVIEWERS = ["maintainer", "supervisor", "admin"];
+
+  async function loadReview() {
+    const language = $("review-language").value;
+    const data = await api("review" + (language ? "?language=" + encodeURIComponent(language) : ""));
+    const body = $("review").querySelector("tbody");
+    body.replaceChildren();
+    $("review-count").textContent = "(" + data.items.length + ")";
+    const languages = $("review-language");
+    for (const item of data.items) {
+      if (![...languages.options].some((o) => o.value === item.language)) {
+        const option = el("option", item.language);
+        option.value = item.language;
+        languages.appendChild(option);
+      }
+      const row = el("tr");
+      row.dataset.itemId = item.id;
+      row.appendChild(el("td", item.language));
+      const text = el("td", item.text, "text");
+      text.dir = "auto";
+      row.appendChild(text);
+      row.appendChild(el("td", "×" + item.count + (item.source === "misunderstood" ? " (marked)" : "")));
+      row.appendChild(el("td", (item.predicted || "?") + (item.confidence !== null ? " " + item.confidence + "%" : "")));
+      const choice = el("select");
+      choice.setAttribute("aria-label", "Right intent");
+      for (const intent of data.intents) {
+        const option = el("option", intent);
+        option.value = intent;
+        if (intent === item.predicted) option.selected = true;
+        choice.appendChild(option);
+      }
+      const cell = el("td");
+      cell.appendChild(choice);
+      row.appendChild(cell);
+      const save = el("button", "Save");
+      save.type = "button";
+      save.addEventListener("click", async () => {
+        $("review-error").textContent = "";
+        try {
+          await api("review/" + item.id, { label: choice.value });
+          row.remove();
+          $("review-count").textContent = "(" + $("review").querySelectorAll("tbody tr").length + ")";
+        } catch (error) {
+          $("review-error").textContent = error.message;
+        }
+      });
+      const actions = el("td");
+      actions.appendChild(save);
+      row.appendChild(actions);
+      body.appendChild(row);
+    }
+  }
+
   async function act(path, body) {
     $("case-error").textContent = "";
     try {
@@ -214,6 +268,13 @@
     $("login").hidden = true;
     $("app").hidden = false;
     $("logout").hidden = false;
+    const reviewer = REVIEWERS.includes(me.role);
+    $("review-pane").hidden = !reviewer;
+    if (reviewer) await loadReview().catch((error) => { $("review-error").textContent = error.message; });
+    if (me.role === "maintainer") {  // maintainers review; they do not read cases
+      $("queue-pane").hidden = true;
+      return;
+    }
     const people = await api("counsellors");
     const transfer = $("transfer");
     transfer.replaceChildren(el("option", "Transfer to…"));
@@ -245,6 +306,7 @@
     current = null;
     showLogin();
   });
+  $("review-language").addEventListener("change", () => loadReview().catch(() => {}));
   $("claim").addEventListener("click", () => act("cases/" + current + "/claim", {}));
   $("resolve").addEventListener("click", () => act("cases/" + current + "/resolve", {}));
   $("snooze").addEventListener("change", (event) => {
