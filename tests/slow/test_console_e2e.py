@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from bot.console.auth import create_counsellor
 from bot.content import ContentStore
@@ -121,3 +122,44 @@ def test_urgent_telegram_case_claimed_answered_and_resolved_in_the_browser(serve
     assert live < 1.5, live
     print(f"\nconsole e2e: urgent case on screen {latency:.2f} s after the Telegram update "
           f"(includes Rasa's answer); a new message on screen {live:.2f} s after it was posted")
+
+
+def test_a_maintainer_labels_a_redacted_message_in_the_browser(servers):
+    from playwright.sync_api import expect, sync_playwright
+
+    from bot.db import ReviewItem
+    from bot.review import text_hash
+
+    db = Database(servers["settings"].database_url, keys=servers["settings"].data_keys)
+    create_counsellor(db, "rami", PASSWORD, role="maintainer", languages="ar", display_name="Rami")
+    with db.session() as s:
+        s.add(ReviewItem(language="ar", text="اسمي <NAME> وبدي ارجع على <PLACE> <img src=x onerror=alert(1)>",
+                         text_hash=text_hash("ar", "x-e2e"), source="misunderstood", predicted_intent="greet",
+                         confidence=41))
+    base = servers["url"].replace("127.0.0.1", "localhost")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        page = browser.new_context(bypass_csp=True).new_page()
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{base}/console")
+        page.fill("#username", "rami")
+        page.fill("#password", PASSWORD)
+        page.click("#login button[type=submit]")
+        expect(page.locator("#review-pane")).to_be_visible()
+        expect(page.locator("#queue-pane")).to_be_hidden()  # maintainers read no cases
+        row = page.locator("#review tbody tr", has_text="<NAME>")
+        expect(row).to_have_count(1)
+        assert row.locator("td.text").evaluate("e => getComputedStyle(e).direction") == "rtl"
+        assert page.locator("#review img").count() == 0
+        row.locator("select").select_option("ask_avrr_process")
+        page.screenshot(path=str(SCREENSHOTS / "console-review.png"), full_page=True)
+        row.locator("button").click()
+        expect(row).to_have_count(0)
+        assert dialogs == []
+        browser.close()
+    with db.session() as s:
+        item = s.scalars(select(ReviewItem).where(ReviewItem.text_hash == text_hash("ar", "x-e2e"))).one()
+    assert (item.status, item.label, item.reviewer) == ("labelled", "ask_avrr_process", "rami")
+    db.dispose()
