@@ -61,6 +61,12 @@ def deploy(model: Path, urls: Sequence[str], token: Secret, action: str = "deplo
     if not model.is_file() or not model.name.endswith(".tar.gz"):
         raise DeployError(f"no model file at {model} (train one with `make train`)")
     started = time.monotonic()
+    if not history(record) and urls:
+        # First deployment here: remember what the servers run now (started by `make run`), so that
+        # `rollback` can go back to it.
+        running = loaded_model(urls[0].rstrip("/"), token)
+        if running:
+            _record(model.parent / Path(running).name, urls, "running before the first deploy", record)
     for url in urls:
         url = url.rstrip("/")
         progress(f"{action}: {url}: loading {model.name}")

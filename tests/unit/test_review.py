@@ -219,6 +219,7 @@ def test_deploy_each_server_then_roll_back(fake_rasa_server, tmp_path):
     deploy(second, ["http://rasa-a"], token, record=record, progress=messages.append)
     assert fake_rasa_server.model == str(second)
     assert previous_model(record) == first
+    assert json.loads(record.read_text())[0]["model"] == str(tmp_path / "old.tar.gz")  # what ran before
     assert any("rasa-b: serving first.tar.gz" in m for m in messages)
     fake_rasa_server.refuse = True
     with pytest.raises(DeployError, match="refused"):
