@@ -29,7 +29,7 @@ test-unit: install ## only the fast tests (no trained model, no servers)
 validate: install ## rasa data validate --fail-on-warnings
 	@.venv/bin/rasa data validate --fail-on-warnings --data data/nlu data/rules data/stories
 
-evaluate: install ## score intents per language on the held-out split (reports/nlu/)
+evaluate: install ## score intents per language on the held-out split, compare with the accepted model, chart (reports/nlu/); fails on a 2-point drop or safety recall < 1.0
 	@$(PY) -m bot nlu evaluate
 
 content-check: install ## per-language coverage of the answers; fails below 100% for launch languages

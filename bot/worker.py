@@ -78,7 +78,9 @@ class Worker:
         self.lease = dt.timedelta(seconds=lease_seconds)
         self.poll = poll_seconds
         self.probe = probe_seconds
-        self.minimise_seconds = 5.0
+        # The sweep that blanks what is no longer needed is a backstop (a turn and each send batch blank
+        # their own messages at once; a resolved case's messages wait for it): a scan every 30 s is enough.
+        self.minimise_seconds = 30.0
         self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._inbound = asyncio.Event()
         self._outbound = asyncio.Event()
@@ -213,7 +215,7 @@ class Worker:
 
     # -- privacy upkeep -----------------------------------------------------------------------------
     async def _privacy_loop(self) -> None:
-        """Blank delivered messages that are not kept (every few seconds); collect the review queue (every
+        """Blank delivered messages that are not kept (a backstop, every 30 s); collect the review queue (every
         minute); purge expired data (every PURGE_INTERVAL_MINUTES, and once at start)."""
         from bot.privacy import minimise, purge
         from bot.review import collect, purge_unreviewed

@@ -21,9 +21,9 @@ LAUNCH_LANGUAGES = ["en", "fr", "ar", "es", "fa", "ti"]
 DATA_KEY = "data-key-for-tests-0123456789abcdefghijklmnop"
 
 
-@pytest.fixture
-def settings(tmp_path: Path):
-    env = {
+def base_env(tmp_path: Path) -> Dict[str, str]:
+    """The settings every test gateway needs: its own databases and test secrets."""
+    return {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.db'}",
         "RASA_TOKEN": "rasa-token-for-tests-0123456789",
         "NLG_TOKEN": "nlg-token-for-tests-0123456789",
@@ -31,7 +31,11 @@ def settings(tmp_path: Path):
         "DATA_KEYS": DATA_KEY,
         "TRACKER_STORE_URL": f"sqlite:///{tmp_path / 'tracker.db'}",
     }
-    return load_settings(env, env_file=tmp_path / "absent.env")
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    return load_settings(base_env(tmp_path), env_file=tmp_path / "absent.env")
 
 
 @pytest.fixture
@@ -109,12 +113,7 @@ def platforms():
 @pytest.fixture
 def channel_settings(tmp_path, platforms):
     env = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.db'}",
-        "RASA_TOKEN": "rasa-token-for-tests-0123456789",
-        "NLG_TOKEN": "nlg-token-for-tests-0123456789",
-        "PSEUDONYM_KEY": "pseudonym-key-for-tests-0123456789",
-        "DATA_KEYS": DATA_KEY,
-        "TRACKER_STORE_URL": f"sqlite:///{tmp_path / 'tracker.db'}",
+        **base_env(tmp_path),
         "TELEGRAM_BOT_TOKEN": "123456:telegram-token-for-tests",
         "TELEGRAM_WEBHOOK_SECRET": SECRET,
         "TELEGRAM_WEBHOOK_URL": "https://bot.example.org/telegram/webhook",

@@ -36,6 +36,20 @@ def chromium_path() -> str:
     pytest.fail("Chromium is not installed: `make install` installs Debian's chromium package (as root)")
 
 
+def logged_in_page(p, base: str, username: str, dialogs: list):
+    """A console page in headless Chromium, logged in. bypass_csp: text must never run even without
+    the page's Content-Security-Policy; any dialog (alert) is recorded."""
+    browser = p.chromium.launch(executable_path=chromium_path(), headless=True,
+                                args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+    page = browser.new_context(bypass_csp=True, viewport={"width": 1400, "height": 900}).new_page()
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{base}/console")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#login button[type=submit]")
+    return browser, page
+
+
 def telegram(servers, update_id: int, text: str, language: str = "en") -> None:
     response = httpx.post(f"{servers['url']}/telegram/webhook", json=telegram_text(update_id, CHAT, text, language),
                           headers={"X-Telegram-Bot-Api-Secret-Token": servers["env"]["TELEGRAM_WEBHOOK_SECRET"]},
@@ -53,17 +67,8 @@ def test_urgent_telegram_case_claimed_answered_and_resolved_in_the_browser(serve
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        # bypass_csp: prove that text is never executed even without the page's CSP.
-        context = browser.new_context(bypass_csp=True, viewport={"width": 1400, "height": 900})
-        page = context.new_page()
         dialogs = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(f"{base}/console")
-        page.fill("#username", "leila")
-        page.fill("#password", PASSWORD)
-        page.click("#login button[type=submit]")
+        browser, page = logged_in_page(p, base, "leila", dialogs)
         expect(page.locator("#who")).to_contain_text("Leila")
         expect(page.locator("#login")).to_be_hidden()
 
@@ -138,15 +143,8 @@ def test_a_maintainer_labels_a_redacted_message_in_the_browser(servers):
                          confidence=41))
     base = servers["url"].replace("127.0.0.1", "localhost")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        page = browser.new_context(bypass_csp=True).new_page()
         dialogs = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(f"{base}/console")
-        page.fill("#username", "rami")
-        page.fill("#password", PASSWORD)
-        page.click("#login button[type=submit]")
+        browser, page = logged_in_page(p, base, "rami", dialogs)
         expect(page.locator("#review-pane")).to_be_visible()
         expect(page.locator("#queue-pane")).to_be_hidden()  # maintainers read no cases
         row = page.locator("#review tbody tr", has_text="<NAME>")
