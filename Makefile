@@ -5,7 +5,7 @@ export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run train test test-unit validate evaluate content-check content-sync lock clean
+.PHONY: help install run run-prod bench bench-failure train test test-unit validate evaluate content-check content-sync lock clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -15,6 +15,15 @@ install: ## create .venv (Python 3.10) and install the locked dependencies; quic
 
 run: install ## train if needed, then start Rasa, the action server and the gateway (web chat on :8000)
 	@$(PY) -m bot run
+
+run-prod: install ## the production profile: PostgreSQL, Redis lock store, RabbitMQ events, 2 Rasa replicas, JSON logs, /metrics (docs/production.md)
+	@$(PY) -m bot run --profile prod
+
+bench: install ## stock `rasa init` vs this assistant at 1/10/50 conversations, Telegram end to end, then the failure test (reports/bench/)
+	@$(PY) -m bot bench
+
+bench-failure: install ## only the load-and-failure test: 50 x 40 Telegram messages, a Rasa replica and PostgreSQL restarted
+	@$(PY) -m bot bench --only failure
 
 train: install ## train the model when training data or config changed (shows progress and time)
 	@$(PY) -m bot model train

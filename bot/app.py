@@ -243,15 +243,46 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    """200 once Rasa has a model loaded and the language detector is built; 503 before."""
+    """200 when this gateway can answer: its database answers, at least one Rasa replica has a model loaded
+    and the language detector is built; 503 (with what is missing) before. Kubernetes' readiness probe."""
     from bot.languages import detector_ready
 
     gw: Gateway = request.app.state.gateway
-    rasa_ok = await gw.rasa.ready()
+    try:
+        await asyncio.to_thread(gw.db.ping)
+        database_ok = True
+    except Exception:
+        database_ok = False
+    replicas = await gw.rasa.replicas_ready()
+    rasa_ok = any(replicas.values())
     detection_ok = detector_ready()
-    ok = rasa_ok and detection_ok
-    return JSONResponse({"status": "ready" if ok else "waiting", "rasa": rasa_ok, "language_detector": detection_ok},
-                        status_code=200 if ok else 503)
+    ok = database_ok and rasa_ok and detection_ok
+    return JSONResponse({"status": "ready" if ok else "waiting", "database": database_ok, "rasa": rasa_ok,
+                         "rasa_replicas_ready": sum(replicas.values()), "rasa_replicas": len(replicas),
+                         "language_detector": detection_ok}, status_code=200 if ok else 503)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus text format (bot/metrics.py). With METRICS_TOKEN set, a bearer token is required."""
+    import hmac
+
+    from bot import metrics
+
+    gw: Gateway = request.app.state.gateway
+    token = gw.settings.metrics_token
+    if token is not None:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token.reveal()}".encode()):
+            return _error(401, "unauthorised", "metrics need the bearer token")
+    replicas = await gw.rasa.replicas_ready()
+    extra = metrics.gauge_lines("crossroads_rasa_replicas_ready", "Rasa replicas with a model loaded, of those configured.",
+                                [({"state": "ready"}, sum(replicas.values())), ({"state": "configured"}, len(replicas))])
+    try:
+        body = await asyncio.to_thread(metrics.render, gw.db, extra)
+    except Exception as exc:  # the database is restarting: counters still help
+        log.warning("metrics: queues unavailable error=%s", type(exc).__name__)
+        body = metrics.render(None, extra)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @contextlib.asynccontextmanager
@@ -300,7 +331,9 @@ def _channels(settings: Settings, content: ContentStore, telegram_transport=None
 def create_app(settings: Optional[Settings] = None, rasa: Optional[RasaClient] = None,
                db: Optional[Database] = None, whatsapp_transport=None) -> Starlette:
     settings = settings or load_settings()
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    from bot.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
     # httpx logs every request URL at INFO, and Rasa's API takes its token in the URL.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -327,6 +360,7 @@ def create_app(settings: Optional[Settings] = None, rasa: Optional[RasaClient] =
         Route("/nlg", nlg, methods=["POST"]),
         Route("/health", health),
         Route("/ready", ready),
+        Route("/metrics", metrics_endpoint),
         Mount("/static", StaticFiles(directory=WEBCHAT_DIR), name="static"),
         *console_routes(),
     ], lifespan=_lifespan)

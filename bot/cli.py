@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import sys
 import time
@@ -121,9 +122,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from bot.services import import_services
 
+    prod = getattr(args, "profile", "dev") == "prod"
+    if prod:
+        from bot.profiles import check_services, ensure_database, prod_environ
+
+        os.environ.update(prod_environ(os.environ))
     settings = load_settings()
+    if prod:
+        problems = check_services(settings)
+        if problems:
+            print("run: the production profile needs these services:\n  " + "\n  ".join(problems), file=sys.stderr)
+            return 1
+        for url in (settings.database_url, settings.tracker_store_url):
+            if ensure_database(url):
+                print(f"run: created database {url.rsplit('/', 1)[-1]}")
     db = Database(settings.database_url, keys=settings.data_keys)
     db.upgrade()
+    print(f"run: database schema up to date ({settings.database_url.split('://')[0]})")
     report = import_services(db)
     print(f"run: service directory: {report.added} added, {report.updated} updated, {report.removed} removed")
     model = model_path() if args.no_train else train()
@@ -132,6 +147,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     print(f"run: web chat at http://localhost:{settings.gateway_port}  (Ctrl-C stops everything)", flush=True)
     print(f"run: channels: {channel_summary(settings)}", flush=True)
+    if prod:
+        from bot.supervisor import prod_commands, prod_environment
+
+        print(f"run: production profile: {settings.rasa_replicas} Rasa replicas, {settings.action_workers} action "
+              f"server workers, PostgreSQL, Redis lock store, RabbitMQ events; health /health, readiness /ready, "
+              f"metrics /metrics", flush=True)
+        return supervise(prod_commands(settings, model), prod_environment(settings), restart=True,
+                         as_json=settings.log_format == "json")
     return supervise(commands(settings, model), environment(settings))
 
 
@@ -146,7 +169,9 @@ def _deploy_args(args):
     from bot.settings import load_settings
 
     settings = load_settings()
-    return settings, args.rasa_url or [settings.rasa_url]
+    from bot.rasa_client import parse_urls
+
+    return settings, args.rasa_url or parse_urls(settings.rasa_url)
 
 
 def cmd_model_deploy(args: argparse.Namespace) -> int:
@@ -462,8 +487,12 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="train if needed, then start Rasa, actions and the gateway",
-                         description="Start everything for development (Ctrl-C stops all processes).")
+                         description="Start everything (Ctrl-C stops all processes). dev: SQLite, one Rasa "
+                                     "server. prod: PostgreSQL, Redis lock store, RabbitMQ events, RASA_REPLICAS "
+                                     "Rasa servers, JSON logs, restarts (docs/production.md).")
     run.add_argument("--no-train", action="store_true", help="use the existing model, never train")
+    run.add_argument("--profile", choices=["dev", "prod"], default="dev",
+                     help="dev (default: embedded SQLite) or prod (the production profile)")
     run.set_defaults(func=cmd_run)
 
     model = sub.add_parser("model", help="train, deploy or roll back the model", description="The Rasa model.")

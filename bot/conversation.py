@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional
 
@@ -29,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.content import LANGUAGE_MENU, ContentStore
 from bot.db import (IN_DONE, IN_LIMITED, IN_PENDING, OUT_HELD, OUT_PENDING, OUT_SENT, Conversation, Database,
                     Message, utcnow)
+from bot import metrics
 from bot.handoff import held_by_counsellor
 from bot.errors import InputRejected, RasaError, RasaUnavailable
 from bot.inputs import Prepared, prepare, storable
@@ -203,6 +205,7 @@ class ConversationService:
         key = channel_key(incoming.message_id)
         existing = self._existing(cid, key)
         if existing is not None:
+            metrics.MESSAGES_DUPLICATE.inc(channel=incoming.channel)
             return Accepted(cid, existing, duplicate=True)
         self._ensure_conversation(incoming, cid)
         if incoming.kind == "button":
@@ -240,7 +243,9 @@ class ConversationService:
                     self._limit_notice(s, conv, now)
                 accepted = Accepted(cid, row.id, state=state)
         except IntegrityError:  # the same message, delivered twice at the same moment
+            metrics.MESSAGES_DUPLICATE.inc(channel=incoming.channel)
             return Accepted(cid, self._existing(cid, key), duplicate=True)
+        metrics.MESSAGES_RECEIVED.inc(channel=incoming.channel)
         if state == IN_LIMITED:
             log.info("rate limit conversation=%s", cid)
         self.on_accepted(accepted)
@@ -284,7 +289,11 @@ class ConversationService:
             return None
         if row.next_attempt_at is not None and row.next_attempt_at > utcnow():
             return Turn(cid, row.id, "retry", retry_at=row.next_attempt_at)
-        return await self._process(row)
+        turn = await self._process(row)
+        metrics.TURNS.inc(outcome=turn.status)
+        if turn.status in ("done", "gone"):
+            metrics.RESPONSE_SECONDS.observe(max((utcnow() - row.created_at).total_seconds(), 0.0))
+        return turn
 
     async def _process(self, row: Message) -> Turn:
         cid = row.conversation_id
@@ -344,6 +353,7 @@ class ConversationService:
 
         replies: List[Reply] = []
         directives: List[str] = []
+        started = time.perf_counter()
         try:
             for message in outgoing:
                 for answer in await self.rasa.send(cid, message, {"language": language, "channel": channel}):
@@ -355,6 +365,7 @@ class ConversationService:
                     if not answer.get("text"):
                         continue
                     replies.append(Reply(str(answer.get("text") or ""), _buttons(answer.get("buttons"))))
+            metrics.RASA_SECONDS.observe(time.perf_counter() - started)
         except RasaUnavailable as exc:
             log.warning("rasa unavailable conversation=%s error=%s", cid, exc)
             self.rasa_down = True

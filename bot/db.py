@@ -273,6 +273,8 @@ class Database:
                 if path and path != ":memory:":
                     Path(path).parent.mkdir(parents=True, exist_ok=True)
                 kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            else:  # the worker runs up to 16 conversations and 16 send batches at once, plus requests
+                kwargs.update(pool_size=20, max_overflow=20, pool_timeout=30)
             self._engine = create_engine(self.url, **kwargs)
             if self.url.startswith("sqlite"):
                 event.listen(self._engine, "connect", _sqlite_pragmas)
@@ -292,6 +294,13 @@ class Database:
             raise
         finally:
             session.close()
+
+    def ping(self) -> None:
+        """Raises when the database does not answer."""
+        from sqlalchemy import text
+
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
 
     def upgrade(self) -> None:
         """Apply every migration (idempotent)."""

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 
+from bot import metrics
 from bot.db import Conversation, Counsellor, Database, Handoff, HandoffEvent, HandoffNote, Message, utcnow
 
 log = logging.getLogger(__name__)
@@ -233,7 +234,10 @@ def claim(db: Database, handoff_id: int, counsellor: Counsellor) -> str:
                 raise HandoffError("not_found", "no such case", 404)
             raise HandoffError("already_claimed", "someone else has this case")
         _event(s, handoff_id, "claimed", None, actor=counsellor.username)
-        return s.get(Handoff, handoff_id).conversation_id
+        handoff = s.get(Handoff, handoff_id)
+        metrics.HANDOFF_WAIT_SECONDS.observe(max((now - handoff.waiting_since).total_seconds(), 0.0),
+                                             priority=handoff.priority)
+        return handoff.conversation_id
 
 
 def _owned(s, handoff_id: int, counsellor: Counsellor) -> Handoff:

@@ -1,10 +1,14 @@
 """The channel through which the gateway talks to Rasa (configured in credentials.yml).
 
-Like Rasa's REST channel, with two differences that matter here:
+Like Rasa's REST channel, with three differences that matter here:
 - one response stays one message: Rasa's collector splits text at every blank line, which would
   turn one answer into several Telegram/WhatsApp notifications; splitting for a platform's
   length limit is the gateway's job;
-- failures are logged with the sender id only: Rasa's REST channel logs the message text.
+- failures are logged with the sender id only: Rasa's REST channel logs the message text;
+- a turn that failed is an HTTP error, never a 200 with no answer (Rasa's REST channel swallows the
+  error and the person would get silence): 503 when a store was unreachable (the tracker store's
+  database restarting, the Redis lock store), so the gateway tries another replica or waits;
+  500 for anything else.
 """
 
 from __future__ import annotations
@@ -20,6 +24,20 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 log = logging.getLogger(__name__)
+
+# Errors that mean "a store is unreachable for now" (by class name, so that no driver must be importable).
+_UNAVAILABLE = {"OperationalError", "InterfaceError", "DisconnectionError", "ConnectionError", "TimeoutError",
+                "LockError", "ConnectionRefusedError", "ConnectionResetError", "BrokenPipeError",
+                "AMQPConnectionError", "OSError"}
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    seen = 0
+    while exc is not None and seen < 5:
+        if any(c.__name__ in _UNAVAILABLE for c in type(exc).__mro__):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 class GatewayOutput(CollectingOutputChannel):
@@ -53,8 +71,11 @@ class GatewayInput(RestInput):
                                                  metadata=self.get_metadata(request)))
             except CancelledError:
                 log.error("gateway channel: timed out sender=%s", sender_id)
+                return response.json({"error": "timeout"}, status=503)
             except Exception as exc:  # keep serving; never log the text
-                log.error("gateway channel: failed sender=%s error=%s", sender_id, type(exc).__name__)
+                status = 503 if is_unavailable(exc) else 500
+                log.error("gateway channel: failed sender=%s error=%s status=%s", sender_id, type(exc).__name__, status)
+                return response.json({"error": type(exc).__name__}, status=status)
             return response.json(collector.messages)
 
         return hook

@@ -92,6 +92,15 @@ def _positive(cast: Callable[[str], object]) -> Callable[[str], object]:
     return check
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
 def _url(value: str) -> str:
     if not re.match(r"^https?://[^\s/]+", value):
         raise ValueError("must be an http(s) URL")
@@ -105,7 +114,9 @@ class Settings:
     database_url: str = _setting(
         f"sqlite:///{ROOT / 'var' / 'crossroads.db'}", help="SQLAlchemy URL of the gateway database"
     )
-    rasa_url: str = _setting("http://127.0.0.1:5005", help="Base URL of the Rasa server")
+    rasa_url: str = _setting("http://127.0.0.1:5005", help="Base URL of the Rasa server; several replicas: "
+                                                         "comma-separated URLs (messages go round robin, "
+                                                         "skipping replicas that are down)")
     rasa_token: Secret = _setting(None, _secret, help="Token of Rasa's HTTP API (--auth-token)")
     nlg_token: Secret = _setting(None, _secret, help="Token Rasa sends to the gateway's /nlg endpoint")
     pseudonym_key: Secret = _setting(None, _secret, help="Key of the keyed hash that makes sender ids")
@@ -122,6 +133,16 @@ class Settings:
                                         "nlu_fallback) go to the maintainers' review queue")
     purge_interval_minutes: float = _setting("10", _positive(float), help="How often the worker runs the "
                                              "retention purge")
+    redis_url: Optional[str] = _setting(None, optional=True, help="Redis of Rasa's lock store (production "
+                                        "profile), e.g. redis://127.0.0.1:6379/0")
+    event_broker_url: Optional[str] = _setting(None, optional=True, help="RabbitMQ for Rasa's analytics events "
+                                               "(production profile), e.g. amqp://guest:guest@127.0.0.1:5672/")
+    rasa_replicas: int = _setting("2", _positive(int), help="Rasa server processes the production profile starts")
+    action_workers: int = _setting("2", _positive(int), help="Sanic workers of the action server (production profile)")
+    log_format: str = _setting("text", _choice("text", "json"), help="Log lines as text, or one JSON object "
+                                                                    "per line (production profile)")
+    metrics_token: Optional[Secret] = _setting(None, _secret, optional=True,
+                                               help="If set, GET /metrics needs 'Authorization: Bearer <token>'")
     gateway_host: str = _setting("127.0.0.1", help="Address the gateway listens on")
     gateway_port: int = _setting("8000", int, help="Port the gateway listens on")
     default_language: str = _setting("en", help="Language used when none is known")

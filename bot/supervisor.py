@@ -1,7 +1,14 @@
-"""Start the Rasa server, the action server and the gateway; prefix their logs; stop them together."""
+"""Start the Rasa server(s), the action server and the gateway; prefix their logs; stop them together.
+
+Development (`make run`): one of each; when one exits, everything stops. Production profile
+(`make run-prod`, bot/profiles.py): N Rasa replicas, action server workers, JSON log lines, and a
+process that exits is restarted (after 1 s, at most 5 times a minute) while the others go on serving.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
+
+from dataclasses import field
 
 from bot.errors import ConfigError
 from bot.settings import ROOT, Settings
@@ -22,6 +31,7 @@ COLOURS = {"rasa": "\033[35m", "actions": "\033[36m", "gateway": "\033[32m"}
 class Process:
     name: str
     command: List[str]
+    env: Dict[str, str] = field(default_factory=dict)  # on top of the shared environment
 
 
 def sqlite_path(url: str) -> str:
@@ -46,6 +56,41 @@ def commands(settings: Settings, model: Path, rasa_port: int = 5005, actions_por
     ]
 
 
+def prod_commands(settings: Settings, model: Path, actions_port: int = 5055) -> List[Process]:
+    """The production profile: `settings.rasa_replicas` Rasa servers on endpoints.prod.yml."""
+    from bot.profiles import RASA_BASE_PORT
+
+    bin_dir = Path(sys.executable).parent
+    processes = [Process("actions", [str(bin_dir / "rasa"), "run", "actions", "-v", "--actions", "actions",
+                                     "--port", str(actions_port)],
+                         env={"SANIC_WORKERS": str(settings.action_workers)})]
+    for index in range(settings.rasa_replicas):
+        processes.append(Process(
+            f"rasa-{index + 1}",
+            [str(bin_dir / "rasa"), "run", "-v", "--enable-api", "--auth-token", settings.rasa_token.reveal(),
+             "--interface", "127.0.0.1", "--port", str(RASA_BASE_PORT + index), "--model", str(model),
+             "--endpoints", "endpoints.prod.yml", "--credentials", "credentials.yml"],
+            env={"SANIC_WORKERS": "1"}))
+    processes.append(Process("gateway", [sys.executable, "-m", "uvicorn", "--factory", "bot.app:create_app",
+                                         "--host", settings.gateway_host, "--port", str(settings.gateway_port),
+                                         "--no-access-log", "--ws", "wsproto"]))
+    return processes
+
+
+def prod_environment(settings: Settings, actions_port: int = 5055) -> Dict[str, str]:
+    from bot.profiles import rasa_urls, store_environment
+
+    env = environment(settings, actions_port)
+    env.pop("RASA_TRACKER_DB", None)
+    env.update(store_environment(settings))
+    env.update({
+        "RASA_URL": ",".join(rasa_urls(settings.rasa_replicas)),
+        # A replica that dies holding a conversation's lock blocks that conversation at most this long.
+        "TICKET_LOCK_LIFETIME": env.get("TICKET_LOCK_LIFETIME") or "15",
+    })
+    return env
+
+
 def environment(settings: Settings, actions_port: int = 5055) -> Dict[str, str]:
     env = dict(os.environ)
     env.update({
@@ -55,7 +100,8 @@ def environment(settings: Settings, actions_port: int = 5055) -> Dict[str, str]:
         "NLG_TOKEN": settings.nlg_token.reveal(),
         # Rasa's SQL tracker store (endpoints.yml) is the file TRACKER_STORE_URL names, which the gateway
         # purges and erases from.
-        "RASA_TRACKER_DB": env.get("RASA_TRACKER_DB") or sqlite_path(settings.tracker_store_url),
+        "RASA_TRACKER_DB": env.get("RASA_TRACKER_DB") or (sqlite_path(settings.tracker_store_url)
+                                                          if settings.tracker_store_url.startswith("sqlite") else ""),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONUNBUFFERED": "1",
         "SANIC_HOST": "127.0.0.1",  # the action server (rasa_sdk binds 0.0.0.0 otherwise)
@@ -66,16 +112,33 @@ def environment(settings: Settings, actions_port: int = 5055) -> Dict[str, str]:
     return env
 
 
-def _pump(name: str, stream, colour: bool) -> None:
+def json_line(name: str, line: str) -> str:
+    """One JSON object per line: a child's own JSON line gets the process name, other lines are wrapped."""
+    line = line.rstrip("\n")
+    try:
+        record = json.loads(line) if line.startswith("{") else None
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        record = {"ts": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), "message": line}
+    record["process"] = name
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def _pump(name: str, stream, colour: bool, as_json: bool = False) -> None:
     prefix = f"{COLOURS.get(name, '')}{name:>8}\033[0m | " if colour else f"{name:>8} | "
     for line in iter(stream.readline, ""):
-        sys.stdout.write(prefix + line)
+        sys.stdout.write(json_line(name, line) if as_json else prefix + line)
         sys.stdout.flush()
 
 
-def supervise(processes: List[Process], env: Dict[str, str], cwd: Path = ROOT) -> int:
-    """Run until Ctrl-C or until one process exits; then stop the others. Returns an exit code."""
-    colour = sys.stdout.isatty()
+def supervise(processes: List[Process], env: Dict[str, str], cwd: Path = ROOT, restart: bool = False,
+              as_json: bool = False) -> int:
+    """Run until Ctrl-C or until one process exits; then stop the others. Returns an exit code.
+
+    With `restart`, a process that exits is started again (after 1 s; more than 5 exits in a minute stops
+    everything)."""
+    colour = sys.stdout.isatty() and not as_json
     running: Dict[str, subprocess.Popen] = {}
     stopping = threading.Event()
 
@@ -84,19 +147,37 @@ def supervise(processes: List[Process], env: Dict[str, str], cwd: Path = ROOT) -
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for p in processes:
-            proc = subprocess.Popen(p.command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, bufsize=1, start_new_session=True)
+        by_name = {p.name: p for p in processes}
+        exits: Dict[str, List[float]] = {p.name: [] for p in processes}
+
+        def start(p: Process) -> None:
+            proc = subprocess.Popen(p.command, cwd=cwd, env={**env, **p.env}, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
             running[p.name] = proc
-            threading.Thread(target=_pump, args=(p.name, proc.stdout, colour), daemon=True).start()
+            threading.Thread(target=_pump, args=(p.name, proc.stdout, colour, as_json), daemon=True).start()
+
+        def say(text: str) -> None:
+            print(json_line("supervisor", text) if as_json else f"run: {text}", end="" if as_json else "\n",
+                  flush=True)
+
+        for p in processes:
+            start(p)
         code = 0
         while not stopping.is_set():
-            for name, proc in running.items():
-                if proc.poll() is not None:
-                    print(f"run: {name} exited with code {proc.returncode}; stopping the others", flush=True)
-                    code = proc.returncode or 1
-                    stopping.set()
-                    break
+            for name, proc in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                now = time.monotonic()
+                exits[name] = [t for t in exits[name] if now - t < 60] + [now]
+                if restart and len(exits[name]) <= 5 and not stopping.is_set():
+                    say(f"{name} exited with code {proc.returncode}; restarting it in 1 s")
+                    time.sleep(1)
+                    start(by_name[name])
+                    continue
+                say(f"{name} exited with code {proc.returncode}; stopping the others")
+                code = proc.returncode or 1
+                stopping.set()
+                break
             time.sleep(0.2)
         return code
     finally:

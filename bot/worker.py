@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Protocol, Set
 
 from sqlalchemy import func, select, update
 
+from bot import metrics
 from bot.conversation import ConversationService, Reply, Turn, backoff_seconds
 from bot.db import IN_PENDING, OUT_FAILED, OUT_HELD, OUT_PENDING, OUT_SENT, Conversation, Message, utcnow
 
@@ -316,7 +317,7 @@ class Worker:
                 except Exception:  # a bug or an unexpected answer: retry later, never lose the reply
                     log.exception("send failed conversation=%s message=%s", cid, row.id)
                     result = SendResult("retry", error="exception")
-                if not self._apply(cid, row, result):
+                if not self._apply(cid, row, result, conv.channel):
                     break
             # Delivered replies of a conversation whose messages are not kept go now (bot.privacy).
             from bot.privacy import minimise
@@ -334,10 +335,17 @@ class Worker:
             s.execute(update(Message).where(Message.id == message_id).values(
                 state=state, error=error, sent_at=utcnow() if state == OUT_SENT else None))
 
-    def _apply(self, cid: str, row: Message, result: SendResult) -> bool:
+    def _apply(self, cid: str, row: Message, result: SendResult, channel: Optional[str] = None) -> bool:
         """Record a send result; True to go on with the conversation's next reply."""
+        metrics.REPLIES.inc(channel=channel or "unknown", result=result.status)
         if result.status == "sent":
             self._mark(row.id, OUT_SENT)
+            if row.reply_to:
+                with self.db.session() as s:
+                    received = s.scalar(select(Message.created_at).where(Message.id == row.reply_to))
+                if received is not None:
+                    metrics.DELIVERY_SECONDS.observe(max((utcnow() - received).total_seconds(), 0.0),
+                                                     channel=channel or "unknown")
             return True
         if result.status == "failed":
             log.warning("reply failed conversation=%s message=%s error=%s", cid, row.id, result.error)
