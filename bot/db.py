@@ -237,7 +237,7 @@ class Service(Base):
     types = Column(String(256), nullable=False)  # comma-separated service types
     city = Column(String(128), nullable=True)  # English name; empty = country-wide
     address = Column(String(512), nullable=True)
-    phone = Column(String(64), nullable=True)
+    phone = Column(String(256), nullable=True)
     website = Column(String(512), nullable=True)
     languages = Column(String(128), nullable=False, default="")  # comma-separated ISO 639-1
     opening_hours = Column(String(256), nullable=True)
