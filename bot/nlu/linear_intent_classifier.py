@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Text
 import joblib
 import numpy as np
 import scipy.sparse
+import scipy.special
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
@@ -119,13 +120,26 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
                 message.set(INTENT, {INTENT_NAME_KEY: None, PREDICTED_CONFIDENCE_KEY: 0.0}, add_to_output=True)
                 message.set(INTENT_RANKING_KEY, [], add_to_output=True)
                 continue
-            probabilities = self.model.predict_proba(self.features.transform([text]))[0]
+            probabilities = self._probabilities(self.features.transform([text]))
             order = np.argsort(probabilities)[::-1][: self.config["ranking_length"]]
             ranking = [{INTENT_NAME_KEY: str(self.model.classes_[i]), PREDICTED_CONFIDENCE_KEY: float(probabilities[i])}
                        for i in order]
             message.set(INTENT, ranking[0], add_to_output=True)
             message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
         return messages
+
+    def _probabilities(self, row: scipy.sparse.csr_matrix) -> np.ndarray:
+        """What `SGDClassifier.predict_proba` gives for one text (one-vs-rest logistic, normalised), computed
+        from the few weights of the text's n-grams. scikit-learn multiplies by the transposed weight matrix,
+        which scipy copies whole (classes × hundreds of thousands of n-grams) at every call: 30–40 ms a
+        message, measured with py-spy under load (docs/decisions/0009-performance.md)."""
+        if len(self.model.classes_) <= 2:
+            return self.model.predict_proba(row)[0]
+        coef = self.model.coef_
+        scores = (coef[:, row.indices] @ row.data) + self.model.intercept_
+        probabilities = scipy.special.expit(scores)
+        total = probabilities.sum()
+        return probabilities / total if total > 0 else np.full(len(probabilities), 1.0 / len(probabilities))
 
     def persist(self) -> None:
         with self._model_storage.write_to(self._resource) as directory:
