@@ -158,6 +158,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return supervise(commands(settings, model), environment(settings))
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bot.bench import main
+
+    return main(["--only", args.only] if args.only else [])
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from bot.training import train
 
@@ -494,6 +500,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", choices=["dev", "prod"], default="dev",
                      help="dev (default: embedded SQLite) or prod (the production profile)")
     run.set_defaults(func=cmd_run)
+
+    bench = sub.add_parser("bench", help="benchmark against stock Rasa, then the load-and-failure test",
+                           description="Stock `rasa init` vs this assistant's production profile (REST at 1/10/50 "
+                                       "conversations, long conversations, Telegram end to end), then 50 x 40 "
+                                       "Telegram messages while a Rasa replica and PostgreSQL restart. Writes "
+                                       "reports/bench/. Needs PostgreSQL, Redis and RabbitMQ (docs/production.md).")
+    bench.add_argument("--only", choices=["failure"], help="run only the load-and-failure test")
+    bench.set_defaults(func=cmd_bench)
 
     model = sub.add_parser("model", help="train, deploy or roll back the model", description="The Rasa model.")
     msub = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")

@@ -138,6 +138,9 @@ class Settings:
     event_broker_url: Optional[str] = _setting(None, optional=True, help="RabbitMQ for Rasa's analytics events "
                                                "(production profile), e.g. amqp://guest:guest@127.0.0.1:5672/")
     rasa_replicas: int = _setting("2", _positive(int), help="Rasa server processes the production profile starts")
+    rasa_base_port: int = _setting("5005", int, help="Port of the first Rasa replica of the production profile "
+                                                     "(the next ones count up)")
+    actions_port: int = _setting("5055", int, help="Port of the action server")
     action_workers: int = _setting("2", _positive(int), help="Sanic workers of the action server (production profile)")
     log_format: str = _setting("text", _choice("text", "json"), help="Log lines as text, or one JSON object "
                                                                     "per line (production profile)")

@@ -56,10 +56,9 @@ def commands(settings: Settings, model: Path, rasa_port: int = 5005, actions_por
     ]
 
 
-def prod_commands(settings: Settings, model: Path, actions_port: int = 5055) -> List[Process]:
+def prod_commands(settings: Settings, model: Path) -> List[Process]:
     """The production profile: `settings.rasa_replicas` Rasa servers on endpoints.prod.yml."""
-    from bot.profiles import RASA_BASE_PORT
-
+    actions_port = settings.actions_port
     bin_dir = Path(sys.executable).parent
     processes = [Process("actions", [str(bin_dir / "rasa"), "run", "actions", "-v", "--actions", "actions",
                                      "--port", str(actions_port)],
@@ -68,7 +67,7 @@ def prod_commands(settings: Settings, model: Path, actions_port: int = 5055) -> 
         processes.append(Process(
             f"rasa-{index + 1}",
             [str(bin_dir / "rasa"), "run", "-v", "--enable-api", "--auth-token", settings.rasa_token.reveal(),
-             "--interface", "127.0.0.1", "--port", str(RASA_BASE_PORT + index), "--model", str(model),
+             "--interface", "127.0.0.1", "--port", str(settings.rasa_base_port + index), "--model", str(model),
              "--endpoints", "endpoints.prod.yml", "--credentials", "credentials.yml"],
             env={"SANIC_WORKERS": "1"}))
     processes.append(Process("gateway", [sys.executable, "-m", "uvicorn", "--factory", "bot.app:create_app",
@@ -77,14 +76,14 @@ def prod_commands(settings: Settings, model: Path, actions_port: int = 5055) -> 
     return processes
 
 
-def prod_environment(settings: Settings, actions_port: int = 5055) -> Dict[str, str]:
+def prod_environment(settings: Settings) -> Dict[str, str]:
     from bot.profiles import rasa_urls, store_environment
 
-    env = environment(settings, actions_port)
+    env = environment(settings, settings.actions_port)
     env.pop("RASA_TRACKER_DB", None)
     env.update(store_environment(settings))
     env.update({
-        "RASA_URL": ",".join(rasa_urls(settings.rasa_replicas)),
+        "RASA_URL": ",".join(rasa_urls(settings.rasa_replicas, settings.rasa_base_port)),
         # A replica that dies holding a conversation's lock blocks that conversation at most this long.
         "TICKET_LOCK_LIFETIME": env.get("TICKET_LOCK_LIFETIME") or "15",
     })
