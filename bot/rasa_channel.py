@@ -23,9 +23,9 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.rasa_speedups import apply as _apply_speedups
+from bot.rasa_patches import apply as _apply_patches
 
-_apply_speedups()  # this module is loaded in every Rasa server process (credentials.yml)
+_apply_patches()  # this module is loaded in every Rasa server process (credentials.yml)
 log = logging.getLogger(__name__)
 
 # Errors that mean "a store is unreachable for now" (by class name, so that no driver must be importable).

@@ -153,3 +153,40 @@ def test_the_profile_fills_only_what_the_operator_did_not_set():
     assert (env["RABBITMQ_HOST"], env["RABBITMQ_PORT"], env["RABBITMQ_PASSWORD"]) == ("mq", "5673", "p@ss")
     assert env["RASA_TRACKER_DB"] == "crossroads_rasa"
     assert rasa_urls(3) == ["http://127.0.0.1:5005", "http://127.0.0.1:5006", "http://127.0.0.1:5007"]
+
+
+def test_a_failing_tracker_store_is_an_error_not_a_fresh_conversation():
+    from rasa.core.tracker_store import FailSafeTrackerStore, InMemoryTrackerStore
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot.rasa_patches import TrackerStoreUnavailable, apply
+
+    class Broken(InMemoryTrackerStore):
+        async def retrieve(self, sender_id):
+            raise OSError("connection refused")
+
+        async def save(self, tracker):
+            raise OSError("server closed the connection unexpectedly")
+
+    apply()
+    store = FailSafeTrackerStore(Broken(Domain.empty()))
+    with pytest.raises(TrackerStoreUnavailable) as read:
+        asyncio.run(store.retrieve("s1"))
+    with pytest.raises(TrackerStoreUnavailable):
+        asyncio.run(store.save(DialogueStateTracker("s1", [])))
+    assert is_unavailable(read.value)
+    assert asyncio.run(store.fallback_tracker_store.retrieve("s1")) is None  # nothing went to memory
+
+
+def test_action_server_answers_are_still_validated():
+    from jsonschema import ValidationError
+    from rasa.core.actions.action import RemoteAction
+
+    from bot.rasa_patches import apply
+
+    apply()
+    action = RemoteAction("action_x", None)
+    assert action._validate_action_result({"events": [], "responses": []}) is True
+    with pytest.raises(ValidationError):
+        action._validate_action_result({"events": "not a list", "responses": []})

@@ -1,0 +1,70 @@
+"""Two changes to Rasa 3.6, applied in each Rasa server process (bot/rasa_channel.py imports this).
+
+1. A tracker store that fails is an error, not a fresh conversation. Rasa wraps every tracker store in
+   `FailSafeTrackerStore`, which on a failed read returns no tracker (the person's conversation starts
+   again: language, answers and safety context gone) and on a failed write keeps the turn in the
+   replica's memory only, and answers as if nothing happened. While PostgreSQL restarts, that is
+   silent data loss. Here both raise `TrackerStoreUnavailable`, our channel answers 503, and the gateway
+   keeps the message and retries it when the store is back (found by `make bench`'s failure test).
+
+2. Speed: `RemoteAction._validate_action_result` calls `jsonschema.validate(result, schema)` for every answer of
+the action server. `jsonschema.validate` checks the schema itself first, every time: under load, py-spy
+showed 30% of a Rasa replica's CPU there (docs/decisions/0009-performance.md). Here the schema is
+checked once and the compiled validator is reused; results are validated exactly as before and a bad
+answer still raises `ValidationError` with Rasa's explanation.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Text
+
+log = logging.getLogger(__name__)
+_applied = False
+
+
+class TrackerStoreUnavailable(ConnectionError):
+    """The tracker store could not be read or written (by its class, a 503 in bot/rasa_channel.py)."""
+
+
+def _raise_read(self: Any, error: Exception) -> None:
+    raise TrackerStoreUnavailable(f"tracker store read failed: {type(error).__name__}") from error
+
+
+def _raise_write(self: Any, error: Exception) -> None:
+    raise TrackerStoreUnavailable(f"tracker store write failed: {type(error).__name__}") from error
+
+
+def apply() -> None:
+    global _applied
+    if _applied:
+        return
+    from rasa.core.tracker_store import FailSafeTrackerStore
+
+    FailSafeTrackerStore.on_tracker_store_retrieve_error = _raise_read
+    FailSafeTrackerStore.on_tracker_store_error = _raise_write
+
+    from jsonschema import ValidationError
+    from jsonschema.validators import validator_for
+    from rasa.core.actions import action as rasa_action
+
+    original = rasa_action.RemoteAction._validate_action_result
+    validators: Dict[int, Any] = {}
+
+    def validate_action_result(self: "rasa_action.RemoteAction", result: Dict[Text, Any]) -> bool:
+        schema = self.action_response_format_spec()
+        key = hash(repr(schema))
+        validator = validators.get(key)
+        if validator is None:
+            cls = validator_for(schema)
+            cls.check_schema(schema)
+            validator = validators[key] = cls(schema)
+        try:
+            validator.validate(result)
+            return True
+        except ValidationError:
+            return original(self, result)  # Rasa's own message for the error
+
+    rasa_action.RemoteAction._validate_action_result = validate_action_result
+    _applied = True
+    log.debug("rasa patches applied")
