@@ -7,7 +7,10 @@
    silent data loss. Here both raise `TrackerStoreUnavailable`, our channel answers 503, and the gateway
    keeps the message and retries it when the store is back (found by `make bench`'s failure test).
 
-2. Speed: `RemoteAction._validate_action_result` calls `jsonschema.validate(result, schema)` for every answer of
+2. Speed: `Event.resolve_by_type` walks every subclass of `Event` (recursively, checking each for
+   abstract methods) for every event it deserialises, and a turn deserialises the whole conversation:
+   the class found for a type name is now remembered (11% of a replica's CPU under load).
+   `RemoteAction._validate_action_result` calls `jsonschema.validate(result, schema)` for every answer of
 the action server. `jsonschema.validate` checks the schema itself first, every time: under load, py-spy
 showed 30% of a Rasa replica's CPU there (docs/decisions/0009-performance.md). Here the schema is
 checked once and the compiled validator is reused; results are validated exactly as before and a bad
@@ -43,6 +46,21 @@ def apply() -> None:
 
     FailSafeTrackerStore.on_tracker_store_retrieve_error = _raise_read
     FailSafeTrackerStore.on_tracker_store_error = _raise_write
+
+    from rasa.shared.core import events as rasa_events
+
+    find_event_class = rasa_events.Event.resolve_by_type
+    event_classes: Dict[str, Any] = {}
+
+    def resolve_by_type(type_name: Text, default: Any = None) -> Any:
+        found = event_classes.get(type_name)
+        if found is None:
+            found = find_event_class(type_name, default)
+            if found is not None and found is not default:
+                event_classes[type_name] = found
+        return found
+
+    rasa_events.Event.resolve_by_type = staticmethod(resolve_by_type)
 
     from jsonschema import ValidationError
     from jsonschema.validators import validator_for
