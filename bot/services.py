@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from bot.db import Database, Service
 from bot.errors import ContentError
-from bot.languages import content_languages, normalise
+from bot.languages import contains_latin_word, content_languages, normalise
 from bot.settings import ROOT
 from bot.sources import load_yaml, require_source
 
@@ -205,18 +205,28 @@ def _data_city_names(db: Database) -> List[Tuple[str, Place]]:
     return [(normalise(city), Place(country, city)) for city, country in rows if country != INTERNATIONAL]
 
 
+@lru_cache(maxsize=1)
+def _static_candidates() -> Tuple[Tuple[Tuple[str, Place, bool], ...], Dict[str, Place]]:
+    """CLDR place names with whether each is Latin script (worked out once: it was most of a look-up's
+    time), and the Latin ones of 5+ letters for the misspelling fallback."""
+    names = tuple((name, place, _is_latin(name)) for name, place in _place_names() if len(name) >= 3)
+    return names, {name: place for name, place, latin in names if latin and len(name) >= 5}
+
+
 def resolve_place(text: str, db: Optional[Database] = None) -> Optional[Place]:
     """The city (preferred) or country named in `text`, in any served language; None if none."""
     norm = normalise(text)[:500]
-    candidates = list(_place_names())
+    static, static_latin = _static_candidates()
+    candidates = list(static)
+    latin = static_latin
     if db is not None:
-        candidates = _data_city_names(db) + candidates
+        own = [(name, place, _is_latin(name)) for name, place in _data_city_names(db) if len(name) >= 3]
+        candidates = own + candidates
+        latin = {**static_latin, **{name: place for name, place, is_latin in own if is_latin and len(name) >= 5}}
     found: List[Place] = []
-    for name, place in candidates:
-        if len(name) < 3:
-            continue
-        if _is_latin(name):
-            if re.search(r"(?<![a-z])" + re.escape(name) + r"(?![a-z])", norm):
+    for name, place, is_latin in candidates:
+        if is_latin:
+            if contains_latin_word(norm, name):
                 found.append(place)
         elif name in norm:
             found.append(place)
@@ -224,7 +234,6 @@ def resolve_place(text: str, db: Optional[Database] = None) -> Optional[Place]:
         # Misspellings ("Bruxels"): only for words that are not ordinary words people write to us
         # ("services" must not become "Servie", Serbia in Dutch), and with the same first letter.
         ordinary = _ordinary_words()
-        latin = {name: place for name, place in candidates if _is_latin(name) and len(name) >= 5}
         for word in re.findall(r"[a-z]{5,}", norm):
             if word in ordinary:
                 continue
