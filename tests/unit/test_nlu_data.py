@@ -53,7 +53,9 @@ def test_no_example_starts_with_a_slash():
         assert [e for e in examples if e.startswith("/")] == [], lang
 
 
-@pytest.mark.parametrize("lang, script", [("ar", "\u0600-\u06ff"), ("fa", "\u0600-\u06ff"), ("ti", "\u1200-\u137f")])
+@pytest.mark.parametrize("lang, script", [("ar", "\u0600-\u06ff"), ("fa", "\u0600-\u06ff"), ("ti", "\u1200-\u137f"),
+                                          ("ps", "\u0600-\u06ff"), ("ur", "\u0600-\u06ff"), ("bn", "\u0980-\u09ff"),
+                                          ("ka", "\u10a0-\u10ff"), ("ru", "\u0400-\u04ff")])
 def test_native_script_and_latin_script_are_both_present(lang, script):
     import re
 
@@ -61,5 +63,5 @@ def test_native_script_and_latin_script_are_both_present(lang, script):
     native = [e for e in examples if re.search(f"[{script}]", e)]
     latin = [e for e in examples if re.fullmatch(r"[\x00-\x7f\u00c0-\u024f’']+", e)]
     assert len(native) > len(examples) / 2
-    if lang in ("ar", "fa"):  # Arabizi and Finglish as people type them
+    if lang in ("ar", "fa", "ps", "ur", "bn", "ka"):  # Arabizi, Finglish, Roman Urdu, Banglish… as people type them
         assert len(latin) >= len(examples) / 10

@@ -11,8 +11,12 @@ from tests.conftest import LAUNCH_LANGUAGES
 SAFETY_DIR = ROOT / "tests" / "safety"
 
 
-@pytest.mark.parametrize("folder", [SAFETY_DIR, SAFETY_DIR / "fresh"], ids=["first", "fresh"])
-@pytest.mark.parametrize("lang", LAUNCH_LANGUAGES)
+# The second, fresh set was written for issue 6 (after the first set had been tuned on) for these six.
+FRESH = ["en", "fr", "ar", "es", "fa", "ti"]
+
+
+@pytest.mark.parametrize("lang, folder", [(lang, SAFETY_DIR) for lang in LAUNCH_LANGUAGES]
+                         + [(lang, SAFETY_DIR / "fresh") for lang in FRESH])
 def test_every_launch_language_has_a_full_safety_set(lang, folder):
     data = yaml.safe_load((folder / f"{lang}.yml").read_text(encoding="utf-8"))
     assert data["language"] == lang
