@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 WEBCHAT_DIR = Path(__file__).resolve().parent / "webchat"
 MAX_BODY_BYTES = 64 * 1024
 MAX_WEBHOOK_BYTES = 1024 * 1024
+NLG_MAX_BODY_BYTES = 8 * 1024 * 1024  # token-protected, from Rasa only
 _USER_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
@@ -57,9 +58,9 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status)
 
 
-async def _json_body(request: Request) -> Optional[Dict[str, Any]]:
+async def _json_body(request: Request, limit: int = MAX_BODY_BYTES) -> Optional[Dict[str, Any]]:
     body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
+    if len(body) > limit:
         return None
     try:
         data = json.loads(body.decode("utf-8"))
@@ -217,7 +218,8 @@ async def nlg(request: Request) -> Response:
     token = request.query_params.get("token", "")
     if not hmac.compare_digest(token.encode(), gw.settings.nlg_token.reveal().encode()):
         return _error(403, "forbidden", "bad token")
-    data = await _json_body(request)
+    # bot.rasa_nlg sends a small body; Rasa's own callback generator sends the whole conversation.
+    data = await _json_body(request, limit=NLG_MAX_BODY_BYTES)
     if data is None or not isinstance(data.get("response"), str):
         return _error(400, "bad_request", "expected Rasa's NLG request")
     tracker = data.get("tracker") if isinstance(data.get("tracker"), dict) else {}

@@ -145,3 +145,34 @@ def test_web_chat_gets_the_confirmation_of_an_erasure_but_nothing_is_stored(clie
     assert [r["text"] for r in data["replies"]] == ["deleted"]
     with db.session() as s:
         assert s.scalars(select(Conversation)).all() == [] and s.scalars(select(Message)).all() == []
+
+
+def test_nlg_accepts_the_whole_conversation_rasas_callback_sends(client, settings, content):
+    """Rasa's own callback generator sends every event of the session: after ~23 turns that passed 64 KiB
+    and answers of custom actions failed (make bench). bot.rasa_nlg sends less, but both must work."""
+    events = [{"event": "user", "text": "what are my rights? " * 20, "parse_data": {}} for _ in range(800)]
+    body = nlg_body("utter_rights", {"language": "fr"})
+    body["tracker"]["events"] = events
+    import json as _json
+
+    assert len(_json.dumps(body)) > 256 * 1024
+    answer = client.post(f"/nlg?token={settings.nlg_token.reveal()}", json=body)
+    assert answer.status_code == 200 and answer.json()["text"] == content.render("utter_rights", "fr").text
+
+
+def test_our_nlg_request_does_not_grow_with_the_conversation():
+    import json as _json
+
+    from rasa.shared.core.events import ActionExecuted, SlotSet, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot.rasa_nlg import request_body
+
+    short = DialogueStateTracker.from_events("c1", [SlotSet("language", "ar"), UserUttered("my name is Amina")])
+    long = DialogueStateTracker.from_events("c1", [SlotSet("language", "ar")] + [
+        e for i in range(300) for e in (UserUttered(f"message {i} from Amina"), ActionExecuted("utter_rights"))])
+    sizes = [len(_json.dumps(request_body("utter_rights", t, "gateway", {"x": 1}))) for t in (short, long)]
+    assert sizes[0] == sizes[1] < 400
+    body = request_body("utter_rights", long, "gateway", {})
+    assert body["tracker"] == {"sender_id": "c1", "slots": {"language": "ar"}}
+    assert "Amina" not in _json.dumps(body)
