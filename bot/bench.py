@@ -200,7 +200,8 @@ class Usage:
 @dataclass
 class Result:
     latencies: List[float] = field(default_factory=list)
-    errors: int = 0
+    errors: int = 0  # no HTTP 200 (or no reply at all, through Telegram)
+    empty: int = 0  # HTTP 200 without any reply
     wall: float = 0.0
 
     def summary(self) -> Dict[str, Any]:
@@ -211,12 +212,13 @@ class Result:
                 return None
             return round(lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))] * 1000, 1)
 
-        return {"messages": len(lat), "errors": self.errors, "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
+        return {"messages": len(lat), "errors": self.errors, "empty_answers": self.empty, "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
                 "throughput_per_s": round(len(lat) / self.wall, 2) if self.wall else None}
 
 
 async def drive(send: Callable[[httpx.AsyncClient, str, str, int], Any], conversations: int, total: int,
                 prefix: str) -> Result:
+    """`send` returns None for an error, else whether the answer held at least one reply."""
     """`conversations` at once, each sending its share of `total` messages one after the other."""
     result = Result()
     per = max(1, total // conversations)
@@ -227,13 +229,15 @@ async def drive(send: Callable[[httpx.AsyncClient, str, str, int], Any], convers
             for turn in range(per):
                 started = time.perf_counter()
                 try:
-                    ok = await send(client, sender, MESSAGES[(index + turn) % len(MESSAGES)], turn)
+                    answered = await send(client, sender, MESSAGES[(index + turn) % len(MESSAGES)], turn)
                 except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    result.latencies.append(time.perf_counter() - started)
-                else:
+                    answered = None
+                if answered is None:
                     result.errors += 1
+                    continue
+                result.latencies.append(time.perf_counter() - started)
+                if not answered:
+                    result.empty += 1
 
         started = time.monotonic()
         await asyncio.gather(*(conversation(i) for i in range(conversations)))
@@ -245,7 +249,9 @@ def stock_sender(port: int):
     async def send(client: httpx.AsyncClient, sender: str, text: str, turn: int) -> bool:
         response = await client.post(f"http://127.0.0.1:{port}/webhooks/rest/webhook",
                                      json={"sender": sender, "message": text})
-        return response.status_code == 200 and isinstance(response.json(), list) and bool(response.json())
+        if response.status_code != 200:
+            return None
+        return bool(response.json())
     return send
 
 
@@ -253,7 +259,9 @@ def ours_sender(port: int):
     async def send(client: httpx.AsyncClient, sender: str, text: str, turn: int) -> bool:
         response = await client.post(f"http://127.0.0.1:{port}/webchat/api/message",
                                      json={"user_id": sender, "text": text, "message_id": f"{sender}-{turn}"})
-        return response.status_code == 200 and bool(response.json().get("replies"))
+        if response.status_code != 200:
+            return None
+        return bool(response.json().get("replies"))
     return send
 
 
@@ -265,8 +273,8 @@ async def long_conversations(send, prefix: str, turns: int = 210, conversations:
             sender = f"{prefix}{index:02d}{secrets.token_hex(3)}"
             for turn in range(1, turns + 1):
                 started = time.perf_counter()
-                ok = await send(client, sender, MESSAGES[turn % len(MESSAGES)], turn)
-                if ok:
+                answered = await send(client, sender, MESSAGES[turn % len(MESSAGES)], turn)
+                if answered is not None:
                     by_turn.setdefault(turn, []).append(time.perf_counter() - started)
 
         await asyncio.gather(*(conversation(i) for i in range(conversations)))
@@ -532,12 +540,12 @@ def write_report(summary: Dict[str, Any]) -> None:
              "Ratios compare the two assistants in the same run; absolute times depend on the machine.", ""]
     if summary.get("rest"):
         lines += ["## REST channel, same load", "",
-                  "| assistant | conversations | messages | p50 ms | p95 ms | p99 ms | msg/s | errors | CPU s | peak MB |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| assistant | conversations | messages | p50 ms | p95 ms | p99 ms | msg/s | errors | empty answers | CPU s | peak MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for who in ("stock", "ours"):
             for level, r in summary["rest"][who].items():
                 lines.append(f"| {who} | {level} | {r['messages']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
-                             f"{r['throughput_per_s']} | {r['errors']} | {r.get('cpu_s')} | {r.get('peak_rss_mb')} |")
+                             f"{r['throughput_per_s']} | {r['errors']} | {r['empty_answers']} | {r.get('cpu_s')} | {r.get('peak_rss_mb')} |")
         lines.append("")
     if summary.get("turns"):
         lines += ["## Long conversations (median latency around the turn)", "", "| assistant | turn 10 ms | turn 200 ms | ratio |",
