@@ -383,9 +383,11 @@ def compare_replies(expected: List[List[str]], delivered: List[str]) -> Dict[str
             extra -= moved
         lost += missing
         duplicated += extra
-    # A delivered reply that is the same as the one before it, where the reference has it once, is a duplicate.
+    differences = [{"op": op, "expected": [t[:60] for _, t in flat[i1:i2]], "delivered": [t[:60] for t in delivered[j1:j2]],
+                    "messages": sorted({flat[k][0] for k in range(i1, i2)})}
+                   for op, i1, i2, j1, j2 in matcher.get_opcodes() if op != "equal"]
     return {"messages": len(expected), "answered_once": len(expected) - len(bad_messages), "lost": lost,
-            "duplicated": duplicated, "reordered": reordered}
+            "duplicated": duplicated, "reordered": reordered, "differences": differences[:6]}
 
 
 async def failure_test(driver: TelegramDriver, kill_replica: Callable[[], str], restart_postgres: Callable[[], float],

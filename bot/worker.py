@@ -70,7 +70,7 @@ class Sender(Protocol):
 
 
 class Worker:
-    def __init__(self, service: ConversationService, senders: Dict[str, Sender], concurrency: int = 16,
+    def __init__(self, service: ConversationService, senders: Dict[str, Sender], concurrency: int = 64,
                  lease_seconds: float = 120.0, poll_seconds: float = 0.5, probe_seconds: float = 1.0) -> None:
         self.service = service
         self.db = service.db
@@ -184,6 +184,7 @@ class Worker:
             self._processing.discard(cid)
             with contextlib.suppress(Exception):
                 self._release(cid, Conversation.lease_owner, Conversation.lease_until)
+            self.wake()  # a place is free: take the next waiting conversation now, not at the next poll
 
     def _notify(self, message_id: int) -> None:
         event = self._done.get(message_id)
@@ -207,8 +208,10 @@ class Worker:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return []
+                # This process's worker sets the event the moment the message is answered; the database is
+                # looked at again each second in case another gateway process answered it.
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(remaining, 0.25))
+                    await asyncio.wait_for(event.wait(), min(remaining, 1.0))
                 event.clear()
         finally:
             self._done.pop(message_id, None)
