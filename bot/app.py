@@ -236,7 +236,10 @@ async def nlg(request: Request) -> Response:
         return _error(404, "unknown_response", "no such response")
     sender = tracker.get("sender_id")
     if isinstance(sender, str) and isinstance(language, str) and language in gw.content.languages:
-        gw.service.record_language(sender, language, source="chosen")
+        try:
+            gw.service.record_language(sender, language, source="chosen")
+        except Exception as exc:  # the answer does not depend on it: the database may be restarting
+            log.warning("nlg: language not recorded conversation=%s error=%s", sender, type(exc).__name__)
     return JSONResponse(rendered.as_nlg())
 
 

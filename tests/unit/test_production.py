@@ -190,3 +190,35 @@ def test_action_server_answers_are_still_validated():
     assert action._validate_action_result({"events": [], "responses": []}) is True
     with pytest.raises(ValidationError):
         action._validate_action_result({"events": "not a list", "responses": []})
+
+
+def test_an_action_that_fails_fails_the_turn():
+    """Rasa logs an action's exception and answers nothing; the gateway must see an error and retry."""
+    from bot.rasa_patches import ActionFailed, _record_failures, failing_turns
+
+    class Action:
+        def __init__(self, error=None):
+            self.error = error
+
+        async def run(self, *args):
+            if self.error:
+                raise self.error
+            return ["event"]
+
+    _record_failures(Action)
+
+    async def rasas_run_action(processor, action):  # what Rasa 3.6 does: log, drop the events, go on
+        try:
+            await action.run()
+        except Exception:
+            pass
+        return False
+
+    run_action = failing_turns(rasas_run_action)
+    assert asyncio.run(run_action(None, Action())) is False  # a good action: unchanged
+    with pytest.raises(ActionFailed) as failed:
+        asyncio.run(run_action(None, Action(ConnectionRefusedError("action server down"))))
+    assert is_unavailable(failed.value)  # the channel answers 503, the gateway retries
+    with pytest.raises(ActionFailed) as bug:
+        asyncio.run(run_action(None, Action(KeyError("slot"))))
+    assert not is_unavailable(bug.value)  # 500: retried, then the person is told to rephrase
