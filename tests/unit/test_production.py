@@ -222,3 +222,19 @@ def test_an_action_that_fails_fails_the_turn():
     with pytest.raises(ActionFailed) as bug:
         asyncio.run(run_action(None, Action(KeyError("slot"))))
     assert not is_unavailable(bug.value)  # 500: retried, then the person is told to rephrase
+
+
+def test_the_failure_test_tells_lost_duplicated_and_reordered_apart():
+    from bot.bench import compare_replies
+
+    expected = [["a"], ["b", "n"], ["c"]]
+
+    def counts(delivered, notices=()):
+        result = compare_replies(expected, delivered, notices)
+        return [result[k] for k in ("answered_once", "lost", "duplicated", "reordered", "delay_notices")]
+
+    assert counts(["a", "b", "n", "c"]) == [3, 0, 0, 0, 0]
+    assert counts(["a", "late", "b", "n", "c"], notices=["late"]) == [3, 0, 0, 0, 1]
+    assert counts(["a", "b", "n", "b", "n", "c"]) == [2, 0, 2, 0, 0]
+    assert counts(["a", "c", "b", "n"]) == [1, 0, 0, 1, 0]
+    assert counts(["a", "b", "c"]) == [2, 1, 0, 0, 0]
