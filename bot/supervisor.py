@@ -62,7 +62,7 @@ def prod_commands(settings: Settings, model: Path) -> List[Process]:
     bin_dir = Path(sys.executable).parent
     processes = [Process("actions", [str(bin_dir / "rasa"), "run", "actions", "-v", "--actions", "actions",
                                      "--port", str(actions_port)],
-                         env={"SANIC_WORKERS": str(settings.action_workers)})]
+                         env={"ACTION_SERVER_SANIC_WORKERS": str(settings.action_workers)})]  # rasa_sdk's own variable
     for index in range(settings.rasa_replicas):
         processes.append(Process(
             f"rasa-{index + 1}",

@@ -238,3 +238,20 @@ def test_the_failure_test_tells_lost_duplicated_and_reordered_apart():
     assert counts(["a", "b", "n", "b", "n", "c"]) == [2, 0, 2, 0, 0]
     assert counts(["a", "c", "b", "n"]) == [1, 0, 0, 1, 0]
     assert counts(["a", "b", "c"]) == [2, 1, 0, 0, 0]
+
+
+def test_the_profile_gives_the_action_server_its_workers_and_each_replica_one():
+    from pathlib import Path
+
+    from rasa_sdk.constants import ENV_SANIC_WORKERS
+
+    from bot.supervisor import prod_commands
+
+    settings = load_settings({"RASA_TOKEN": "x" * 32, "NLG_TOKEN": "y" * 32, "PSEUDONYM_KEY": "z" * 32,
+                              "DATA_KEYS": "w" * 32, "RASA_REPLICAS": "3", "ACTION_WORKERS": "4",
+                              "RASA_BASE_PORT": "6100"}, env_file=None)
+    processes = {p.name: p for p in prod_commands(settings, Path("m.tar.gz"))}
+    assert processes["actions"].env == {ENV_SANIC_WORKERS: "4"}
+    assert [n for n in processes if n.startswith("rasa-")] == ["rasa-1", "rasa-2", "rasa-3"]
+    assert processes["rasa-3"].command[processes["rasa-3"].command.index("--port") + 1] == "6102"
+    assert "endpoints.prod.yml" in processes["rasa-1"].command
