@@ -485,7 +485,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-LAUNCH_LANGUAGES = ["en", "fr", "ar", "es", "fa", "ti"]
+LAUNCH_LANGUAGES = ["en", "fr", "ar", "es", "fa", "ti", "ps", "so", "ur", "bn", "ru", "ka"]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -32,7 +32,7 @@ def reduce_event(event: Dict[Text, Any], key: bytes) -> Dict[Text, Any]:
             reduced["intent_confidence"] = round(float(intent["confidence"]), 3)
         reduced["input_channel"] = event.get("input_channel")
     elif kind == "bot":
-        template = (event.get("metadata") or {}).get("utter_action")
+        template = (event.get("metadata") or {}).get('utter_action')  # Rasa's metadata key, not one of our answers
         if template:
             reduced["response"] = template
     elif kind == "slot":

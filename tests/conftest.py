@@ -17,7 +17,7 @@ from bot.rasa_client import RasaClient
 from bot.settings import ROOT, load_settings
 from tests.fakes.platforms import FakePlatforms
 
-LAUNCH_LANGUAGES = ["en", "fr", "ar", "es", "fa", "ti"]
+LAUNCH_LANGUAGES = ["en", "fr", "ar", "es", "fa", "ti", "ps", "so", "ur", "bn", "ru", "ka"]
 DATA_KEY = "data-key-for-tests-0123456789abcdefghijklmnop"
 
 

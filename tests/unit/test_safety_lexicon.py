@@ -14,10 +14,27 @@ def lex():
 
 
 def test_every_launch_language_has_every_category(lex):
+    """Patterns in every category, and patterns that work: the lexicon alone catches at least 40% of the
+    language's own safety training examples in each category (the classifier is the other net; the
+    independent safety sets measure both together in `make evaluate`). This replaced "at least 20
+    patterns", which said nothing about what they catch (some new languages use fewer, broader ones)."""
+    import yaml
+
+    from bot.settings import ROOT
+
     counts = lex.counts()
+    weak = {}
     for lang in LAUNCH_LANGUAGES:
         assert lang in counts, lang
-        assert all(counts[lang].get(c, 0) >= 20 for c in CATEGORIES), (lang, counts[lang])
+        assert all(counts[lang].get(c, 0) >= 10 for c in CATEGORIES), (lang, counts[lang])
+        data = yaml.safe_load((ROOT / "data" / "nlu" / f"{lang}.yml").read_text(encoding="utf-8"))
+        for block in data["nlu"]:
+            if block["intent"] in CATEGORIES:
+                examples = [l.strip()[2:].strip() for l in block["examples"].splitlines() if l.strip().startswith("- ")]
+                caught = sum(1 for e in examples if lex.match(e, lang))
+                if caught < 0.4 * len(examples):
+                    weak[(lang, block["intent"])] = f"{caught}/{len(examples)}"
+    assert weak == {}
 
 
 def test_normalisation_removes_what_keyboards_add():
@@ -53,3 +70,27 @@ def test_the_lexicon_overrides_the_classifier(lex):
 def test_ordinary_questions_and_payloads_are_left_alone():
     assert run("how much money do I get if I go back voluntarily?", "ask_money_support")["name"] == "ask_money_support"
     assert run('/inform{"in_detention":"yes"}', "inform")["name"] == "inform"
+
+
+@pytest.mark.slow
+def test_no_lexicon_fires_on_an_ordinary_training_example_of_any_language(lex):
+    """Every language's patterns are tried on every message. When Roman Urdu, Banglish and Latin-script
+    Georgian arrived, bare words of older lexicons fired on them (French "ase", English "trafficking",
+    Spanish "sos"...): each would have sent an ordinary question to the urgent queue."""
+    import yaml
+
+    from bot.settings import ROOT
+
+    fired = []
+    for path in sorted((ROOT / "data" / "nlu").glob("*.yml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for block in data["nlu"]:
+            if block["intent"] in CATEGORIES:
+                continue
+            for line in block["examples"].splitlines():
+                text = line.strip()[2:].strip() if line.strip().startswith("- ") else None
+                if text:
+                    match = lex.match(text, path.stem)
+                    if match:
+                        fired.append((path.stem, block["intent"], text, match.language, match.category))
+    assert fired == []
