@@ -205,12 +205,24 @@ def _data_city_names(db: Database) -> List[Tuple[str, Place]]:
     return [(normalise(city), Place(country, city)) for city, country in rows if country != INTERNATIONAL]
 
 
+_INFLECTED = re.compile(r"^[\u0400-\u04ff\u10a0-\u10ff ]+$")  # Cyrillic or Georgian names
+_FINAL_VOWELS = set("аяиыеоьйიაეო")
+
+
 @lru_cache(maxsize=1)
 def _static_candidates() -> Tuple[Tuple[Tuple[str, Place, bool], ...], Dict[str, Place]]:
     """CLDR place names with whether each is Latin script (worked out once: it was most of a look-up's
     time), and the Latin ones of 5+ letters for the misspelling fallback."""
-    names = tuple((name, place, _is_latin(name)) for name, place in _place_names() if len(name) >= 3)
-    return names, {name: place for name, place, latin in names if latin and len(name) >= 5}
+    names = [(name, place, _is_latin(name)) for name, place in _place_names() if len(name) >= 3]
+    # Russian and Georgian inflect place names ("в Германии", "ბრიუსელში"): their stem without the
+    # final vowel is looked for too (names of 6+ letters only, so that stems stay specific).
+    known = {name for name, _, _ in names}
+    for name, place, latin in list(names):
+        if not latin and len(name) >= 6 and _INFLECTED.match(name) and name[-1] in _FINAL_VOWELS \
+                and name[:-1] not in known:
+            names.append((name[:-1], place, False))
+    names.sort(key=lambda item: -len(item[0]))
+    return tuple(names), {name: place for name, place, latin in names if latin and len(name) >= 5}
 
 
 def resolve_place(text: str, db: Optional[Database] = None) -> Optional[Place]:

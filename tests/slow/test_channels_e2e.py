@@ -33,6 +33,7 @@ LANGUAGES = ["en", "fr", "ar", "es", "fa", "ti"]
 INTENTS = ["ask_options", "ask_rights", "ask_avrr_process", "ask_money_support", "ask_reintegration",
            "ask_travel_documents", "ask_medical", "ask_family_children", "ask_asylum_appeal", "ask_change_mind"]
 USERS, PER_USER = 20, 10
+DANGER_WORDS = ("danger", "peligr", "خطر", "kill", "tuer", "matar")
 
 
 def phrases(language: str) -> List[str]:
@@ -42,7 +43,10 @@ def phrases(language: str) -> List[str]:
     for block in data["nlu"]:
         if "intent" in block:
             examples = [e[2:].strip() for e in block["examples"].splitlines() if e.startswith("- ")]
-            by_intent[block["intent"]] = [e for e in examples if len(e.split()) >= 4 and "[" not in e]
+            # Not a question about danger: safety comes first, so it may rightly get the safety answer and a
+            # counsellor ("can they send me back to a dangerous country"), which this count does not expect.
+            by_intent[block["intent"]] = [e for e in examples if len(e.split()) >= 4 and "[" not in e
+                                           and not any(w in e.lower() for w in DANGER_WORDS)]
     if language in ("ar", "fa", "ti"):  # the native script here; Latin-script forms are tested elsewhere
         by_intent = {k: [e for e in v if sum(c.isascii() for c in e) < len(e) / 2] for k, v in by_intent.items()}
     return [by_intent[intent][3] for intent in INTENTS]

@@ -20,6 +20,12 @@ ELIGIBILITY = {
     "es": "¿puedo recibir ayuda para volver? Estoy en Alemania, me negaron el asilo",
     "fa": "آیا می‌توانم برای برگشت کمک بگیرم؟ من در آلمان هستم و پناهندگی‌ام رد شده",
     "ti": "ንምምላስ ሓገዝ ክረክብ ይኽእል ዶ? ኣብ ጀርመን እየ ዘለኹ፡ ሕቶ ዑቕባይ ተነጺጉ",
+    "ps": "ایا زه د داوطلبانه ستنېدو مرستې ته وړ یم؟ په المان کې یم، پناه مې رد شوې",
+    "so": "ma u qalmaa barnaamijka ku laabashada? waxaan joogaa Jarmal, magangalyadii waa la i diiday",
+    "ur": "کیا مجھے واپس جانے کے لیے مدد مل سکتی ہے؟ میں جرمنی میں ہوں، میری پناہ کی درخواست مسترد ہو گئی",
+    "bn": "দেশে ফেরার জন্য কি সাহায্য পেতে পারি? আমি জার্মানিতে আছি, আমার আশ্রয়ের আবেদন বাতিল হয়েছে",
+    "ru": "могу ли я получить помощь, чтобы вернуться? я в Германии, мне отказали в убежище",
+    "ka": "შემიძლია დახმარება მივიღო დასაბრუნებლად? გერმანიაში ვარ, თავშესაფარზე უარი მითხრეს",
 }
 LAWYER = {
     "en": "I need a lawyer in Brussels",
@@ -28,6 +34,12 @@ LAWYER = {
     "es": "necesito un abogado en Bruselas",
     "fa": "به یک وکیل در بروکسل نیاز دارم",
     "ti": "ኣብ ብራስልስ ጠበቓ የድልየኒ",
+    "ps": "په بروسلز کې وکیل ته اړتیا لرم",
+    "so": "qareen ayaan u baahanahay, Barasalis",
+    "ur": "مجھے برسلز میں وکیل چاہیے",
+    "bn": "ব্রাসেলস এ আমার একজন উকিল দরকার",
+    "ru": "мне нужен адвокат в Брюсселе",
+    "ka": "ადვოკატი მჭირდება ბრიუსელში",
 }
 ANSWERS = ['/inform{"situation":"asylum_refused"}', '/inform{"own_funds":"no"}', '/inform{"assisted_before":"no"}',
            '/inform{"in_detention":"no"}', '/inform{"prison_sentence":"none"}']

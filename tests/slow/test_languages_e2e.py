@@ -15,7 +15,6 @@ from bot.settings import ROOT
 from bot.training import split_examples
 from tests.conftest import LAUNCH_LANGUAGES
 from tests.fakes.platforms import telegram_text
-from tests.slow.conftest import TELEGRAM_SECRET
 
 pytestmark = pytest.mark.slow
 CONTENT = ContentStore(ROOT / "data" / "content")
@@ -30,7 +29,8 @@ def detector():
 
 def post(servers, chat_id: int, text: str) -> None:
     response = httpx.post(f"{servers['url']}/telegram/webhook", json=telegram_text(next(_updates), chat_id, text),
-                          headers={"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}, timeout=30)
+                          headers={"X-Telegram-Bot-Api-Secret-Token":
+                                   servers["settings"].telegram_webhook_secret.reveal()}, timeout=30)
     assert response.status_code == 200
 
 

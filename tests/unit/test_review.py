@@ -235,18 +235,18 @@ def test_lang_add_scaffolds_and_check_lists_what_is_missing(tmp_path):
     for folder in ("data/nlu", "data/safety", "tests/safety"):
         (root / folder).mkdir(parents=True)
     shutil.copy(ROOT / "domain.yml", root / "domain.yml")
-    created = add("ps", "پښتو", root=root)
+    created = add("sd", "سنڌي", root=root)
     assert [p.relative_to(root).as_posix() for p in created] == [
-        "data/content/ps.yml", "data/nlu/ps.yml", "data/safety/ps.yml", "tests/safety/ps.yml"]
-    assert "direction: rtl" in (root / "data/content/ps.yml").read_text(encoding="utf-8")
-    missing = check("ps", root=root)
+        "data/content/sd.yml", "data/nlu/sd.yml", "data/safety/sd.yml", "tests/safety/sd.yml"]
+    assert "direction: rtl" in (root / "data/content/sd.yml").read_text(encoding="utf-8")
+    missing = check("sd", root=root)
     assert not missing.complete
     assert "utter_greet" in missing.content and missing.nlu["greet"] == 0 and len(missing.lexicon) == 7
     assert "danger messages: 0/40" in missing.safety_set
     with pytest.raises(Exception, match="exists already"):
-        add("ps", "پښتو", root=root)
+        add("sd", "سنڌي", root=root)
     with pytest.raises(Exception, match="language code"):
-        add("Pashto", "x", root=root)
+        add("Sindhi", "x", root=root)
 
 
 # -- the review page's API ------------------------------------------------------------------------------------

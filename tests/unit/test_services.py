@@ -169,3 +169,11 @@ def test_the_real_need_words(text, need):
     from bot.services import detect_needs
 
     assert need in detect_needs(text)
+
+
+@pytest.mark.parametrize("text, country, city", [
+    ("мне нужен адвокат в Брюсселе", "be", "Brussels"), ("я сейчас в Германии", "de", None),
+    ("ადვოკატი მჭირდება ბრიუსელში", "be", "Brussels"), ("გერმანიაში ვარ", "de", None)])
+def test_inflected_place_names_in_russian_and_georgian(text, country, city):
+    place = resolve_place(text)
+    assert place is not None and (place.country, place.city) == (country, city)
