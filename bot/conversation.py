@@ -52,6 +52,7 @@ PRIVACY_PAYLOADS = {"/privacy_keep": KEPT, "/privacy_minimal": MINIMAL, "/privac
 NOTICE = "utter_privacy_notice"
 # What an action asks the gateway to do (a custom message {"crossroads": ...}; users cannot send one).
 DIRECTIVES = frozenset({"erase", "show_my_data"})
+DELAY_NOTICE_MINUTES = 10  # "answers are delayed" at most once in this many minutes
 RASA_MAX_ATTEMPTS_ON_ERROR = 3  # Rasa answered with an error (not "down"): retry, then apologise
 CHANNEL_KEY_MAX = 128
 
@@ -484,8 +485,14 @@ class ConversationService:
             s.execute(update(Message).where(Message.id == row.id).values(attempts=attempts))
             if not conv.delay_notified:
                 conv.delay_notified = True
-                self._enqueue(s, conv, [self._reply("utter_answer_delayed", conv.language or language)], row.id,
-                              kind="delay_notice")
+                # Once per outage: Rasa that comes back and fails again minutes later (a replica restarting,
+                # the database restarting) does not repeat the notice within DELAY_NOTICE_MINUTES.
+                recent = s.scalar(select(func.count(Message.id)).where(
+                    Message.conversation_id == conv.id, Message.kind == "delay_notice",
+                    Message.created_at >= utcnow() - dt.timedelta(minutes=DELAY_NOTICE_MINUTES)))
+                if not recent:
+                    self._enqueue(s, conv, [self._reply("utter_answer_delayed", conv.language or language)], row.id,
+                                  kind="delay_notice")
         return Turn(row.conversation_id, row.id, "retry", retry_at=retry_at)
 
     def _enqueue(self, s, conv: Conversation, replies: List[Reply], reply_to: Optional[int],
