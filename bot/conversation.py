@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.content import LANGUAGE_MENU, ContentStore
 from bot.db import (IN_DONE, IN_LIMITED, IN_PENDING, OUT_HELD, OUT_PENDING, OUT_SENT, Conversation, Database,
-                    Message, utcnow)
+                    Message, utcnow, until_recorded)
 from bot import metrics
 from bot.handoff import held_by_counsellor
 from bot.errors import InputRejected, RasaError, RasaUnavailable
@@ -53,6 +53,8 @@ NOTICE = "utter_privacy_notice"
 # What an action asks the gateway to do (a custom message {"crossroads": ...}; users cannot send one).
 DIRECTIVES = frozenset({"erase", "show_my_data"})
 DELAY_NOTICE_MINUTES = 10  # "answers are delayed" at most once in this many minutes
+# How long a turn Rasa has answered waits for the database to record it (within the worker's lease).
+RECORD_WITHIN_SECONDS = 90.0
 RASA_MAX_ATTEMPTS_ON_ERROR = 3  # Rasa answered with an error (not "down"): retry, then apologise
 CHANNEL_KEY_MAX = 128
 
@@ -378,7 +380,9 @@ class ConversationService:
             replies = [self._reply("utter_default", language)]
         self.rasa_down = False
 
-        current = self.language_of(cid)
+        # Rasa has answered (and saved the turn): from here on, wait out a database restart rather than
+        # fail the turn, which would ask Rasa the same message again.
+        current = await until_recorded(lambda: self.language_of(cid), RECORD_WITHIN_SECONDS, "an answer")
         if current is None:
             # The person's data was erased during this turn: deliver these replies, store nothing.
             return Turn(cid, row.id, "gone", ephemeral=_plain(replies), channel=channel, address=address)
@@ -405,8 +409,10 @@ class ConversationService:
         if notice:
             replies.append(self._notice(language))
         # A pressed button keeps its title for the transcript; typed text is kept as Rasa saw it.
-        return self._finish(row, replies, channel, address, text=None if prepared.trusted else prepared.message,
-                            payload=prepared.message if prepared.trusted else None, notice=notice)
+        return await until_recorded(
+            lambda: self._finish(row, replies, channel, address, text=None if prepared.trusted else prepared.message,
+                                 payload=prepared.message if prepared.trusted else None, notice=notice),
+            RECORD_WITHIN_SECONDS, "an answer")
 
     # -- privacy: the notice, the storage choice, "what do you keep about me" --------------------------------
     def privacy_arguments(self) -> Dict[str, Any]:
@@ -455,6 +461,8 @@ class ConversationService:
             current = s.get(Message, row.id)
             if conv is None or current is None:
                 return Turn(row.conversation_id, row.id, "gone", ephemeral=replies, channel=channel, address=address)
+            if current.state == IN_DONE:  # recorded by an attempt whose commit's answer was lost
+                return Turn(row.conversation_id, row.id, "done")
             current.state = IN_DONE
             current.next_attempt_at = None
             if text is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -31,6 +31,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, declarative_base, sessionmaker
 
 from bot.crypto import EncryptedText, Keyring, configure
+
+T = TypeVar("T")
 
 Base = declarative_base()
 
@@ -317,6 +319,39 @@ class Database:
     def dispose(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached (restarting, connection dropped), as opposed to a bug."""
+    from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+
+    if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+async def until_recorded(record: Callable[[], T], within: float, what: str,
+                         stopping: Callable[[], bool] = lambda: False) -> T:
+    """Run `record` (one database transaction) until it succeeds, while the database is unreachable,
+    for at most `within` seconds.
+
+    For what must not be done twice when it is recorded late: a reply the platform has accepted, an
+    answer Rasa has given. Forgetting it because the database was restarting would send the reply
+    again, or ask Rasa again (failure test in `make bench`)."""
+    import asyncio
+    import logging
+    import time
+
+    deadline, delay = time.monotonic() + within, 0.2
+    while True:
+        try:
+            return record()
+        except Exception as exc:
+            if not database_unavailable(exc) or time.monotonic() + delay > deadline or stopping():
+                raise
+            logging.getLogger(__name__).warning("database unavailable; recording %s again in %.1fs", what, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def _reveal(value) -> str:

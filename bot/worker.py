@@ -25,7 +25,8 @@ from sqlalchemy import func, select, update
 
 from bot import metrics
 from bot.conversation import ConversationService, Reply, Turn, backoff_seconds
-from bot.db import IN_PENDING, OUT_FAILED, OUT_HELD, OUT_PENDING, OUT_SENT, Conversation, Message, utcnow
+from bot.db import (IN_PENDING, OUT_FAILED, OUT_HELD, OUT_PENDING, OUT_SENT, Conversation, Message, until_recorded,
+                    utcnow)
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +321,10 @@ class Worker:
                 except Exception:  # a bug or an unexpected answer: retry later, never lose the reply
                     log.exception("send failed conversation=%s message=%s", cid, row.id)
                     result = SendResult("retry", error="exception")
+                if result.status == "sent":
+                    # Sent: record it even if the database is restarting, or it would be sent again.
+                    await until_recorded(lambda: self._mark(row.id, OUT_SENT), self.lease.total_seconds() * 0.8,
+                                         "a sent reply", lambda: self._stopping)
                 if not self._apply(cid, row, result, conv.channel):
                     break
             # Delivered replies of a conversation whose messages are not kept go now (bot.privacy).
@@ -341,8 +346,7 @@ class Worker:
     def _apply(self, cid: str, row: Message, result: SendResult, channel: Optional[str] = None) -> bool:
         """Record a send result; True to go on with the conversation's next reply."""
         metrics.REPLIES.inc(channel=channel or "unknown", result=result.status)
-        if result.status == "sent":
-            self._mark(row.id, OUT_SENT)
+        if result.status == "sent":  # recorded by _send_conversation
             if row.reply_to:
                 with self.db.session() as s:
                     received = s.scalar(select(Message.created_at).where(Message.id == row.reply_to))

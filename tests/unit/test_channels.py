@@ -95,6 +95,53 @@ def test_rasa_down_then_up_answers_everything_once_in_order(gateway, platforms, 
     assert [r["message"] for r in fake_rasa.received] == [f"message {i}" for i in range(5)]
 
 
+def test_a_reply_sent_while_the_database_restarts_is_recorded_later_not_sent_again(gateway, platforms, fake_rasa,
+                                                                                    monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from bot.db import OUT_SENT
+
+    worker = gateway.app.state.gateway.worker
+    mark, failures = worker._mark, []
+
+    def flaky_mark(message_id, state, error=None):
+        if state == OUT_SENT and len(failures) < 3:
+            failures.append(message_id)
+            raise OperationalError("UPDATE messages", {}, Exception("server closed the connection"))
+        return mark(message_id, state, error)
+
+    monkeypatch.setattr(worker, "_mark", flaky_mark)
+    gateway.post("/telegram/webhook", json=telegram_text(150, 512, "are you there"), headers=TG)
+    assert platforms.wait_for(lambda: "echo:are you there" in platforms.telegram_texts(512))
+    time.sleep(2.5)  # past the retries (0.2 + 0.4 + 0.8 s) and the worker's next polls
+    assert len(failures) == 3
+    assert platforms.telegram_texts(512).count("echo:are you there") == 1
+    answered = [r for r in rows(gateway.db, direction="out") if r.reply_to is not None]
+    assert answered and all(r.state == OUT_SENT for r in answered)
+
+
+def test_an_answer_given_while_the_database_restarts_is_recorded_later_rasa_is_not_asked_again(
+        gateway, platforms, fake_rasa, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    service = gateway.app.state.gateway.service
+    finish, failures = service._finish, []
+
+    def flaky_finish(*args, **kwargs):
+        if len(failures) < 2:
+            failures.append(1)
+            raise OperationalError("UPDATE messages", {}, Exception("server closed the connection"))
+        return finish(*args, **kwargs)
+
+    monkeypatch.setattr(service, "_finish", flaky_finish)
+    gateway.post("/telegram/webhook", json=telegram_text(160, 513, "still there"), headers=TG)
+    assert platforms.wait_for(lambda: "echo:still there" in platforms.telegram_texts(513))
+    time.sleep(1.5)
+    assert len(failures) == 2
+    assert [r["message"] for r in fake_rasa.received] == ["still there"]
+    assert platforms.telegram_texts(513).count("echo:still there") == 1
+
+
 def test_out_of_order_delivery_is_answered_in_telegram_order(gateway, platforms, fake_rasa):
     fake_rasa.down = True
     for update_id in (203, 201, 202):
