@@ -113,19 +113,21 @@ async def webchat_message(request: Request) -> Response:
     incoming = Incoming("webchat", user_id, text=text, payload=payload, language_hint=hint,
                         kind="payload" if payload is not None and text is None else "text",
                         message_id=f"w:{client_id}" if client_id else None)
-    accepted = gw.service.accept(incoming)
+    # Database work runs in a thread: the event loop goes on serving other requests meanwhile.
+    accepted = await asyncio.to_thread(gw.service.accept, incoming)
     unstored = []
-    if accepted.message_id is not None and not accepted.duplicate:
+    if accepted.message_id is not None and not accepted.duplicate and accepted.state == IN_PENDING:
         unstored = await gw.worker.wait_processed(accepted.message_id, gw.settings.webchat_wait_seconds)
-    return _webchat_replies(gw, accepted.conversation_id, accepted.message_id, unstored)
+    return JSONResponse(await asyncio.to_thread(_webchat_replies, gw, accepted.conversation_id,
+                                                accepted.message_id, unstored))
 
 
-def _webchat_replies(gw: "Gateway", cid: str, message_id: Optional[int] = None, unstored=()) -> Response:
-    replies = gw.service.collect(cid) + list(unstored)
-    language = gw.service.language_of(cid) or gw.settings.default_language
-    pending = message_id is not None and gw.service.state_of(message_id) == IN_PENDING
-    return JSONResponse({"language": language, "direction": gw.service.direction(language),
-                         "replies": [r.as_dict() for r in replies], "pending": pending})
+def _webchat_replies(gw: "Gateway", cid: str, message_id: Optional[int] = None, unstored=()) -> Dict[str, Any]:
+    replies, language, pending = gw.service.webchat_view(cid, message_id)
+    replies += list(unstored)
+    language = language or gw.settings.default_language
+    return {"language": language, "direction": gw.service.direction(language),
+            "replies": [r.as_dict() for r in replies], "pending": pending}
 
 
 async def webchat_messages(request: Request) -> Response:
@@ -135,7 +137,7 @@ async def webchat_messages(request: Request) -> Response:
     if not _USER_ID.match(user_id):
         return _error(400, "bad_user_id", "user_id: 8 to 64 letters, digits, '-' or '_'")
     cid = gw.service.conversation_id("webchat", user_id)
-    return _webchat_replies(gw, cid)
+    return JSONResponse(await asyncio.to_thread(_webchat_replies, gw, cid))
 
 
 # -- Telegram -------------------------------------------------------------------------------------
@@ -159,7 +161,7 @@ async def telegram_webhook(request: Request) -> Response:
     if incoming is None:
         return JSONResponse({"ok": True, "ignored": True})
     gw.telegram.acknowledge(incoming)
-    accepted = gw.service.accept(incoming)
+    accepted = await asyncio.to_thread(gw.service.accept, incoming)
     return JSONResponse({"ok": True, "duplicate": accepted.duplicate})
 
 
@@ -208,7 +210,7 @@ async def whatsapp_webhook(request: Request) -> Response:
         return _error(400, "bad_request", "expected a WhatsApp Cloud API webhook (JSON)")
     duplicates = 0
     for incoming in messages:
-        duplicates += gw.service.accept(incoming).duplicate
+        duplicates += (await asyncio.to_thread(gw.service.accept, incoming)).duplicate
     return JSONResponse({"ok": True, "messages": len(messages), "duplicates": duplicates})
 
 
@@ -228,16 +230,17 @@ async def nlg(request: Request) -> Response:
     language = arguments.get("language") or slots.get("language")
     if not isinstance(language, str) or language not in gw.content.languages:
         sender = tracker.get("sender_id")
-        language = gw.service.language_of(sender) if isinstance(sender, str) else None
+        language = await asyncio.to_thread(gw.service.language_of, sender) if isinstance(sender, str) else None
     try:
         rendered = gw.content.render(data["response"], language, arguments)
     except ContentError:
         log.error("nlg unknown response=%s", data["response"])
         return _error(404, "unknown_response", "no such response")
     sender = tracker.get("sender_id")
-    if isinstance(sender, str) and isinstance(language, str) and language in gw.content.languages:
+    unchanged = language == tracker.get("gateway_language")  # the language we sent with the message
+    if isinstance(sender, str) and isinstance(language, str) and language in gw.content.languages and not unchanged:
         try:
-            gw.service.record_language(sender, language, source="chosen")
+            await asyncio.to_thread(gw.service.record_language, sender, language, "chosen")
         except Exception as exc:  # the answer does not depend on it: the database may be restarting
             log.warning("nlg: language not recorded conversation=%s error=%s", sender, type(exc).__name__)
     return JSONResponse(rendered.as_nlg())

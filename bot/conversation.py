@@ -15,6 +15,7 @@ Every channel goes through the same two steps:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -22,7 +23,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -168,6 +169,12 @@ class ConversationService:
                 conv.language = language
                 conv.language_source = source
 
+    def _set_language(self, conversation_id: str, language: str, source: str) -> None:
+        with self.db.session() as s:
+            conv = s.get(Conversation, conversation_id)
+            if conv is not None:
+                conv.language, conv.language_source = language, source
+
     def language_of(self, conversation_id: str) -> Optional[str]:
         with self.db.session() as s:
             conv = s.get(Conversation, conversation_id)
@@ -206,20 +213,45 @@ class ConversationService:
                            message_id=_storable(incoming.message_id))
         cid = self.conversation_id(incoming.channel, incoming.user_id)
         key = channel_key(incoming.message_id)
-        existing = self._existing(cid, key)
-        if existing is not None:
-            metrics.MESSAGES_DUPLICATE.inc(channel=incoming.channel)
-            return Accepted(cid, existing, duplicate=True)
-        self._ensure_conversation(incoming, cid)
         if incoming.kind == "button":
+            existing = self._existing(cid, key)
+            if existing is not None:
+                metrics.MESSAGES_DUPLICATE.inc(channel=incoming.channel)
+                return Accepted(cid, existing, duplicate=True)
+            self._ensure_conversation(incoming, cid)
             incoming = self._resolve_button(cid, incoming)
         now = utcnow()
         limit = self.settings.user_messages_per_minute
+        # One transaction in the usual case (a known conversation); a new one is created first.
+        for first_try in (True, False):
+            accepted = self._store_incoming(incoming, cid, key, now, limit, create_missing=first_try)
+            if accepted is not None:
+                break
+            self._ensure_conversation(incoming, cid)
+        if accepted.duplicate or accepted.message_id is None:
+            return accepted
+        metrics.MESSAGES_RECEIVED.inc(channel=incoming.channel)
+        if accepted.state == IN_LIMITED:
+            log.info("rate limit conversation=%s", cid)
+        self.on_accepted(accepted)
+        return accepted
+
+    def _store_incoming(self, incoming: Incoming, cid: str, key: Optional[str], now: dt.datetime, limit: int,
+                        create_missing: bool) -> Optional[Accepted]:
+        """Store the message in the conversation; None when the conversation must be created first."""
         try:
             with self.db.session() as s:
+                if key is not None:
+                    existing = s.scalar(select(Message.id).where(Message.conversation_id == cid,
+                                                                 Message.channel_message_id == key))
+                    if existing is not None:
+                        metrics.MESSAGES_DUPLICATE.inc(channel=incoming.channel)
+                        return Accepted(cid, existing, duplicate=True)
                 conv = s.get(Conversation, cid)
-                if conv is None:  # erased this very moment
-                    return Accepted(cid, None, state="dropped")
+                if conv is None:
+                    if create_missing:
+                        return None
+                    return Accepted(cid, None, state="dropped")  # erased this very moment
                 recent = s.scalar(select(func.count(Message.id)).where(
                     Message.conversation_id == cid, Message.direction == "in",
                     Message.created_at >= now - dt.timedelta(minutes=1))) or 0
@@ -244,15 +276,10 @@ class ConversationService:
                           .values(state=OUT_PENDING, next_attempt_at=None))
                 if state == IN_LIMITED:
                     self._limit_notice(s, conv, now)
-                accepted = Accepted(cid, row.id, state=state)
+                return Accepted(cid, row.id, state=state)
         except IntegrityError:  # the same message, delivered twice at the same moment
             metrics.MESSAGES_DUPLICATE.inc(channel=incoming.channel)
             return Accepted(cid, self._existing(cid, key), duplicate=True)
-        metrics.MESSAGES_RECEIVED.inc(channel=incoming.channel)
-        if state == IN_LIMITED:
-            log.info("rate limit conversation=%s", cid)
-        self.on_accepted(accepted)
-        return accepted
 
     def _resolve_button(self, cid: str, incoming: Incoming) -> Incoming:
         """A pressed platform button (`b:<reply id>:<index>`) becomes the payload we offered there."""
@@ -286,8 +313,11 @@ class ConversationService:
                 .order_by(Message.sequence, Message.id).limit(1)).first()
 
     async def process_next(self, cid: str) -> Optional[Turn]:
-        """Process the conversation's oldest waiting message, if it is due; None when there is none."""
-        row = self.next_pending(cid)
+        """Process the conversation's oldest waiting message, if it is due; None when there is none.
+
+        Database work runs in threads (`asyncio.to_thread`): the gateway's event loop serves webhooks and
+        every other conversation's turn meanwhile, instead of waiting for PostgreSQL."""
+        row = await asyncio.to_thread(self.next_pending, cid)
         if row is None:
             return None
         if row.next_attempt_at is not None and row.next_attempt_at > utcnow():
@@ -298,33 +328,38 @@ class ConversationService:
             metrics.RESPONSE_SECONDS.observe(max((utcnow() - row.created_at).total_seconds(), 0.0))
         return turn
 
-    async def _process(self, row: Message) -> Turn:
+    def _turn_context(self, row: Message):
+        """The conversation's language, channel, address, whether the notice is due and whether this is
+        its first message; or the Turn when there is nothing to ask Rasa (erased; a counsellor holds it)."""
         cid = row.conversation_id
         with self.db.session() as s:
             conv = s.get(Conversation, cid)
             if conv is None:
                 return Turn(cid, row.id, "gone")
-            language, source, channel, address = conv.language, conv.language_source, conv.channel, conv.address
-            notice_due = conv.notice_sent_at is None
-            first_turn = not s.scalar(select(func.count(Message.id)).where(
-                Message.conversation_id == cid, Message.direction == "in", Message.id < row.id,
-                Message.state != IN_LIMITED))
-
-        with self.db.session() as s:
             held = held_by_counsellor(s, cid)
             if held is not None:
                 # A counsellor holds the conversation: the bot is silent and Rasa is not called.
                 current = s.get(Message, row.id)
                 if current is not None:
                     current.state, current.next_attempt_at = IN_DONE, None
-                conv = s.get(Conversation, cid)
-                if conv is not None:
-                    conv.last_activity_at = utcnow()
+                conv.last_activity_at = utcnow()
                 return Turn(cid, row.id, "done")
+            first_turn = not s.scalar(select(func.count(Message.id)).where(
+                Message.conversation_id == cid, Message.direction == "in", Message.id < row.id,
+                Message.state != IN_LIMITED))
+            return (conv.language, conv.language_source, conv.channel, conv.address, conv.notice_sent_at is None,
+                    first_turn)
+
+    async def _process(self, row: Message) -> Turn:
+        cid = row.conversation_id
+        context = await asyncio.to_thread(self._turn_context, row)
+        if isinstance(context, Turn):
+            return context
+        language, source, channel, address, notice_due, first_turn = context
 
         local = LOCAL_ANSWERS.get(row.kind)
         if local is not None:
-            return self._finish(row, [self._reply(local, language)], channel, address)
+            return await asyncio.to_thread(self._finish, row, [self._reply(local, language)], channel, address)
         try:
             if row.kind == "offered" and row.payload:
                 prepared = Prepared(row.payload, trusted=True)
@@ -334,10 +369,10 @@ class ConversationService:
         except InputRejected as rejected:
             log.info("input rejected conversation=%s reason=%s", cid, rejected.reason)
             rendered = self.content.render(rejected.response, language, rejected.arguments)
-            return self._finish(row, [Reply(rendered.text)], channel, address)
+            return await asyncio.to_thread(self._finish, row, [Reply(rendered.text)], channel, address)
 
         if prepared.trusted and prepared.message in PRIVACY_PAYLOADS:
-            return self._privacy_choice(row, prepared.message, language, channel, address)
+            return await asyncio.to_thread(self._privacy_choice, row, prepared.message, language, channel, address)
 
         outgoing: List[str] = []
         if not prepared.trusted and source in ("default", "suggested"):
@@ -347,10 +382,7 @@ class ConversationService:
                 outgoing.append('/change_language' + json.dumps({"language": detected}, separators=(",", ":")))
                 log.info("language detected conversation=%s language=%s", cid, detected)
             if detected:
-                with self.db.session() as s:
-                    conv = s.get(Conversation, cid)
-                    if conv is not None:
-                        conv.language, conv.language_source = detected, "detected"
+                await asyncio.to_thread(self._set_language, cid, detected, "detected")
                 language = detected
         outgoing.append(prepared.message)
 
@@ -372,11 +404,11 @@ class ConversationService:
         except RasaUnavailable as exc:
             log.warning("rasa unavailable conversation=%s error=%s", cid, exc)
             self.rasa_down = True
-            return self._postpone(row, language)
+            return await asyncio.to_thread(self._postpone, row, language)
         except RasaError as exc:
             log.error("rasa error conversation=%s error=%s attempt=%s", cid, exc, row.attempts + 1)
             if row.attempts + 1 < RASA_MAX_ATTEMPTS_ON_ERROR:
-                return self._postpone(row, language)
+                return await asyncio.to_thread(self._postpone, row, language)
             replies = [self._reply("utter_default", language)]
         self.rasa_down = False
 
@@ -389,13 +421,13 @@ class ConversationService:
         language = current
         if "erase" in directives:
             # "Delete my data", confirmed: Rasa has answered and saved its tracker, so both stores can go now.
-            erased = erase_person(self.db, self.tracker, cid)
+            erased = await asyncio.to_thread(erase_person, self.db, self.tracker, cid)
             done = [self._reply("utter_data_deleted", language)]
             replies = [done[0] if r.buttons and "directive" in r.buttons[0] else r for r in replies]
             if erased.complete:
                 return Turn(cid, row.id, "gone", ephemeral=_plain(replies), channel=channel, address=address)
         if "show_my_data" in directives:
-            shown = self._my_data(cid, language)
+            shown = await asyncio.to_thread(self._my_data, cid, language)
             replies = [shown if r.buttons and r.buttons[0].get("directive") == "show_my_data" else r
                        for r in replies]
         replies = _plain(replies)
@@ -473,10 +505,9 @@ class ConversationService:
             conv.last_activity_at = utcnow()
             if notice and conv.notice_sent_at is None:
                 conv.notice_sent_at = utcnow()
-            kept = conv.storage == KEPT
             self._enqueue(s, conv, replies, row.id)
-        if not kept:  # not kept: the message is answered, so its text goes now
-            minimise(self.db, row.conversation_id)
+            if conv.storage != KEPT:  # not kept: the message is answered, so its text goes now
+                minimise(self.db, row.conversation_id, session=s)
         return Turn(row.conversation_id, row.id, "done")
 
     def _postpone(self, row: Message, language: str) -> Turn:
@@ -538,18 +569,31 @@ class ConversationService:
     # -- web chat: replies are collected by the browser ----------------------------------------
     def collect(self, cid: str) -> List[Reply]:
         """Take the conversation's undelivered replies (each handed out once)."""
-        replies: List[Reply] = []
         with self.db.session() as s:
-            rows = s.scalars(select(Message).where(Message.conversation_id == cid, Message.direction == "out",
-                                                   Message.state == OUT_PENDING).order_by(Message.id)).all()
-            for row in rows:
-                taken = s.execute(update(Message).where(Message.id == row.id, Message.state == OUT_PENDING)
-                                  .values(state=OUT_SENT, sent_at=utcnow())).rowcount
-                if taken:
-                    replies.append(Reply(row.text, json.loads(row.buttons) if row.buttons else []))
+            return self._collect(s, cid)
+
+    def _collect(self, s, cid: str) -> List[Reply]:
+        replies: List[Reply] = []
+        rows = s.scalars(select(Message).where(Message.conversation_id == cid, Message.direction == "out",
+                                               Message.state == OUT_PENDING).order_by(Message.id)).all()
+        for row in rows:
+            taken = s.execute(update(Message).where(Message.id == row.id, Message.state == OUT_PENDING)
+                              .values(state=OUT_SENT, sent_at=utcnow())).rowcount
+            if taken:
+                replies.append(Reply(row.text, json.loads(row.buttons) if row.buttons else []))
         if replies:
-            minimise(self.db, cid)
+            minimise(self.db, cid, session=s)
         return replies
+
+    def webchat_view(self, cid: str, message_id: Optional[int] = None) -> Tuple[List[Reply], Optional[str], bool]:
+        """In one transaction: the web chat's undelivered replies (taken), the conversation's language, and
+        whether `message_id` still waits for an answer."""
+        with self.db.session() as s:
+            replies = self._collect(s, cid)
+            conv = s.get(Conversation, cid)
+            pending = message_id is not None and s.scalar(
+                select(Message.state).where(Message.id == message_id)) == IN_PENDING
+            return replies, conv.language if conv is not None else None, pending
 
     def state_of(self, message_id: int) -> Optional[str]:
         with self.db.session() as s:

@@ -332,7 +332,7 @@ def database_unavailable(exc: BaseException) -> bool:
 
 async def until_recorded(record: Callable[[], T], within: float, what: str,
                          stopping: Callable[[], bool] = lambda: False) -> T:
-    """Run `record` (one database transaction) until it succeeds, while the database is unreachable,
+    """Run `record` (one database transaction, in a thread) until it succeeds, while the database is unreachable,
     for at most `within` seconds.
 
     For what must not be done twice when it is recorded late: a reply the platform has accepted, an
@@ -345,7 +345,7 @@ async def until_recorded(record: Callable[[], T], within: float, what: str,
     deadline, delay = time.monotonic() + within, 0.2
     while True:
         try:
-            return record()
+            return await asyncio.to_thread(record)
         except Exception as exc:
             if not database_unavailable(exc) or time.monotonic() + delay > deadline or stopping():
                 raise

@@ -108,11 +108,12 @@ def _open_case_conversations():
     return select(Handoff.conversation_id).where(Handoff.status.in_(OPEN_HANDOFF))
 
 
-def minimise(db: "Database", conversation_id: Optional[str] = None) -> int:
+def minimise(db: "Database", conversation_id: Optional[str] = None, session: Any = None) -> int:
     """Blank the text of answered and delivered messages of conversations whose messages are not kept.
 
     Messages still needed for delivery (waiting to be answered, or replies not yet delivered) and
-    messages of open counsellor cases are left alone. Returns how many messages were blanked.
+    messages of open counsellor cases are left alone. Returns how many messages were blanked. With
+    `session`, inside that transaction (a turn's own), else in one of its own.
     """
     from bot.db import IN_PENDING, OUT_FAILED, OUT_SENT, Conversation, Message
 
@@ -124,8 +125,12 @@ def minimise(db: "Database", conversation_id: Optional[str] = None) -> int:
                                   done, or_(Message.text != "", Message.payload.isnot(None)))
     if conversation_id is not None:
         query = query.where(Message.conversation_id == conversation_id)
+    query = query.values(text="", payload=None).execution_options(synchronize_session=False)
+    if session is not None:
+        session.flush()
+        return session.execute(query).rowcount
     with db.session() as s:
-        return s.execute(query.values(text="", payload=None).execution_options(synchronize_session=False)).rowcount
+        return s.execute(query).rowcount
 
 
 # -- retention ---------------------------------------------------------------------------------------------

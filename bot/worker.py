@@ -18,6 +18,8 @@ import json
 import logging
 import os
 import secrets
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Protocol, Set
 
@@ -91,15 +93,19 @@ class Worker:
         self._tasks: Set[asyncio.Task] = set()
         self._loops: List[asyncio.Task] = []
         self._done: Dict[int, asyncio.Event] = {}
+        # Messages this process has answered or postponed lately: a waiting web chat request needs no query.
+        self._finished: "OrderedDict[int, None]" = OrderedDict()
         # Replies of an erased conversation for a web chat request that is waiting (never stored).
         self._unstored: Dict[int, List[Reply]] = {}
         self._stopping = False
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
         for channel, sender in senders.items():
             service.splitters[channel] = sender.split
         service.on_accepted = lambda accepted: self.wake()
 
     # -- life cycle ------------------------------------------------------------------------------
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._loops = [asyncio.create_task(self._process_loop(), name="process-loop"),
                        asyncio.create_task(self._send_loop(), name="send-loop"),
                        asyncio.create_task(self._probe_loop(), name="rasa-probe"),
@@ -120,10 +126,23 @@ class Worker:
             await sender.close()
 
     def wake(self) -> None:
-        self._inbound.set()
+        self._set(self._inbound)
 
     def wake_sender(self) -> None:
-        self._outbound.set()
+        self._set(self._outbound)
+
+    def _set(self, event: asyncio.Event) -> None:
+        """Set an event of the worker's loop from that loop or from a thread (database work runs in
+        threads, and `accept` wakes the worker)."""
+        loop = self._loop
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is None or here is loop:
+            event.set()
+        else:
+            loop.call_soon_threadsafe(event.set)
 
     def _spawn(self, coro, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -153,21 +172,29 @@ class Worker:
     async def _process_loop(self) -> None:
         while not self._stopping:
             try:
-                for cid in self.service.pending_conversations():
+                for cid in await asyncio.to_thread(self.service.pending_conversations):
                     if cid in self._processing or len(self._processing) >= self.concurrency:
                         continue
-                    if self._claim(cid, Conversation.lease_owner, Conversation.lease_until):
+                    if await asyncio.to_thread(self._claim, cid, Conversation.lease_owner, Conversation.lease_until):
                         self._processing.add(cid)
                         self._spawn(self._process_conversation(cid), "process")
             except Exception:  # the database may be restarting: try again shortly
                 log.exception("process loop error")
             await self._sleep(self._inbound)
 
+    def _lease_is_fresh(self, claimed: float) -> bool:
+        """A lease taken less than a third of its length ago need not be renewed before the next message."""
+        return time.monotonic() - claimed < self.lease.total_seconds() / 3
+
     async def _process_conversation(self, cid: str) -> None:
+        claimed = time.monotonic()  # _process_loop has just claimed it
         try:
             while not self._stopping:
-                if not self._claim(cid, Conversation.lease_owner, Conversation.lease_until):
-                    break
+                if not self._lease_is_fresh(claimed):
+                    if not await asyncio.to_thread(self._claim, cid, Conversation.lease_owner,
+                                                   Conversation.lease_until):
+                        break
+                    claimed = time.monotonic()
                 turn = await self.service.process_next(cid)
                 if turn is None:
                     break
@@ -184,10 +211,13 @@ class Worker:
         finally:
             self._processing.discard(cid)
             with contextlib.suppress(Exception):
-                self._release(cid, Conversation.lease_owner, Conversation.lease_until)
+                await asyncio.to_thread(self._release, cid, Conversation.lease_owner, Conversation.lease_until)
             self.wake()  # a place is free: take the next waiting conversation now, not at the next poll
 
     def _notify(self, message_id: int) -> None:
+        self._finished[message_id] = None
+        while len(self._finished) > 10_000:
+            self._finished.popitem(last=False)
         event = self._done.get(message_id)
         if event is not None:
             event.set()
@@ -202,21 +232,29 @@ class Worker:
         deadline = loop.time() + timeout
         try:
             while True:
-                with self.db.session() as s:
-                    row = s.execute(select(Message.state, Message.attempts).where(Message.id == message_id)).first()
-                if row is None or row.state != IN_PENDING or row.attempts > 0:
+                if message_id in self._finished:
                     return self._unstored.pop(message_id, [])
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return []
                 # This process's worker sets the event the moment the message is answered; the database is
-                # looked at again each second in case another gateway process answered it.
-                with contextlib.suppress(asyncio.TimeoutError):
+                # looked at each second in case another gateway process answered it.
+                try:
                     await asyncio.wait_for(event.wait(), min(remaining, 1.0))
-                event.clear()
+                    event.clear()
+                    continue
+                except asyncio.TimeoutError:
+                    pass
+                row = await asyncio.to_thread(self._state_and_attempts, message_id)
+                if row is None or row.state != IN_PENDING or row.attempts > 0:
+                    return self._unstored.pop(message_id, [])
         finally:
             self._done.pop(message_id, None)
             self._unstored.pop(message_id, None)
+
+    def _state_and_attempts(self, message_id: int):
+        with self.db.session() as s:
+            return s.execute(select(Message.state, Message.attempts).where(Message.id == message_id)).first()
 
     # -- privacy upkeep -----------------------------------------------------------------------------
     async def _privacy_loop(self) -> None:
@@ -273,10 +311,11 @@ class Worker:
     async def _send_loop(self) -> None:
         while not self._stopping:
             try:
-                for cid in self._due_outbox():
+                for cid in await asyncio.to_thread(self._due_outbox):
                     if cid in self._sending or len(self._sending) >= self.concurrency:
                         continue
-                    if self._claim(cid, Conversation.send_lease_owner, Conversation.send_lease_until):
+                    if await asyncio.to_thread(self._claim, cid, Conversation.send_lease_owner,
+                                               Conversation.send_lease_until):
                         self._sending.add(cid)
                         self._spawn(self._send_conversation(cid), "send")
             except Exception:
@@ -293,11 +332,15 @@ class Worker:
 
     async def _send_conversation(self, cid: str) -> None:
         give_up = dt.timedelta(hours=self.service.settings.outbox_give_up_hours)
+        claimed = time.monotonic()  # _send_loop has just claimed it
         try:
             while not self._stopping:
-                if not self._claim(cid, Conversation.send_lease_owner, Conversation.send_lease_until):
-                    break
-                conv, row = self._next_delivery(cid)
+                if not self._lease_is_fresh(claimed):
+                    if not await asyncio.to_thread(self._claim, cid, Conversation.send_lease_owner,
+                                                   Conversation.send_lease_until):
+                        break
+                    claimed = time.monotonic()
+                conv, row = await asyncio.to_thread(self._next_delivery, cid)
                 if conv is None or row is None:
                     break
                 now = utcnow()
@@ -307,10 +350,10 @@ class Worker:
                 if sender is None:
                     break
                 if not conv.address:
-                    self._mark(row.id, OUT_FAILED, error="no_address")
+                    await asyncio.to_thread(self._mark, row.id, OUT_FAILED, "no_address")
                     continue
                 if now - row.created_at > give_up:
-                    self._mark(row.id, OUT_FAILED, error="expired")
+                    await asyncio.to_thread(self._mark, row.id, OUT_FAILED, "expired")
                     log.warning("reply given up conversation=%s message=%s", cid, row.id)
                     continue
                 delivery = Delivery(row.id, cid, conv.address, row.text,
@@ -325,18 +368,18 @@ class Worker:
                     # Sent: record it even if the database is restarting, or it would be sent again.
                     await until_recorded(lambda: self._mark(row.id, OUT_SENT), self.lease.total_seconds() * 0.8,
                                          "a sent reply", lambda: self._stopping)
-                if not self._apply(cid, row, result, conv.channel):
+                if not await asyncio.to_thread(self._apply, cid, row, result, conv.channel):
                     break
             # Delivered replies of a conversation whose messages are not kept go now (bot.privacy).
             from bot.privacy import minimise
 
-            minimise(self.db, cid)
+            await asyncio.to_thread(minimise, self.db, cid)
         except Exception:
             log.exception("sending stopped conversation=%s", cid)
         finally:
             self._sending.discard(cid)
             with contextlib.suppress(Exception):
-                self._release(cid, Conversation.send_lease_owner, Conversation.send_lease_until)
+                await asyncio.to_thread(self._release, cid, Conversation.send_lease_owner, Conversation.send_lease_until)
 
     def _mark(self, message_id: int, state: str, error: Optional[str] = None) -> None:
         with self.db.session() as s:

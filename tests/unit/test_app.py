@@ -96,6 +96,32 @@ def test_nlg_records_the_language_for_the_gateway(client, settings, fake_rasa):
     assert data["language"] == "es"
 
 
+def test_nlg_records_nothing_when_the_language_is_the_one_the_gateway_sent(client, settings, monkeypatch):
+    gateway = client.app.state.gateway
+    recorded = []
+    monkeypatch.setattr(gateway.service, "record_language", lambda *args: recorded.append(args))
+    token = settings.nlg_token.reveal()
+    body = nlg_body("utter_rights", {"language": "fr"}, sender="c-unchanged")
+    body["tracker"]["gateway_language"] = "fr"
+    assert client.post(f"/nlg?token={token}", json=body).status_code == 200
+    assert recorded == []
+    body["tracker"]["gateway_language"] = "en"  # the person chose French during this turn
+    assert client.post(f"/nlg?token={token}", json=body).status_code == 200
+    assert recorded == [("c-unchanged", "fr", "chosen")]
+
+
+@pytest.mark.parametrize("response", ["utter_greet", "utter_language_menu", "utter_options", "utter_my_data"])
+def test_our_light_check_of_nlg_answers_agrees_with_rasas_schema(client, settings, response):
+    from rasa.core.nlg.callback import CallbackNaturalLanguageGenerator
+
+    from bot.rasa_nlg import plausible_response
+
+    answer = client.post(f"/nlg?token={settings.nlg_token.reveal()}", json=nlg_body(response, {"language": "ar"})).json()
+    assert plausible_response(answer) and CallbackNaturalLanguageGenerator.validate_response(answer)
+    for bad in ([answer], {"text": 3}, {"text": "x", "buttons": "yes"}, {"text": "x", "buttons": [{"payload": "/a"}]}):
+        assert not plausible_response(bad)
+
+
 def test_health(client):
     assert client.get("/health").json() == {"status": "ok"}
 
@@ -174,5 +200,5 @@ def test_our_nlg_request_does_not_grow_with_the_conversation():
     sizes = [len(_json.dumps(request_body("utter_rights", t, "gateway", {"x": 1}))) for t in (short, long)]
     assert sizes[0] == sizes[1] < 400
     body = request_body("utter_rights", long, "gateway", {})
-    assert body["tracker"] == {"sender_id": "c1", "slots": {"language": "ar"}}
+    assert body["tracker"] == {"sender_id": "c1", "slots": {"language": "ar"}, "gateway_language": None}
     assert "Amina" not in _json.dumps(body)
