@@ -101,7 +101,7 @@ class Worker:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         for channel, sender in senders.items():
             service.splitters[channel] = sender.split
-        service.on_accepted = lambda accepted: self.wake()
+        service.on_accepted = self._accepted
 
     # -- life cycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -124,6 +124,12 @@ class Worker:
                 await task
         for sender in self.senders.values():
             await sender.close()
+
+    def _accepted(self, accepted) -> None:
+        # SQLite gives the id of a deleted row (an erased conversation's last message) to the next row:
+        # that id's earlier "answered" must not answer for the new message.
+        self._finished.pop(accepted.message_id, None)
+        self.wake()
 
     def wake(self) -> None:
         self._set(self._inbound)

@@ -126,6 +126,25 @@ def test_health(client):
     assert client.get("/health").json() == {"status": "ok"}
 
 
+def test_a_message_stored_under_the_id_of_an_erased_one_still_waits_for_its_answer(client, db):
+    """SQLite reuses the id of the last row after it is deleted (an erasure): the worker's memory of
+    having answered that id must not make the new message's request return without its answer."""
+    from sqlalchemy import delete, func, select
+
+    from bot.db import Message
+
+    first = client.post("/webchat/api/message", json={"user_id": "erasedfirst01", "text": "first"}).json()
+    assert "echo:first" in [r["text"] for r in first["replies"]]
+    with db.session() as s:
+        last = s.scalar(select(func.max(Message.id)))
+        s.execute(delete(Message))  # as an erasure does
+    second = client.post("/webchat/api/message", json={"user_id": "erasedafter02", "text": "second"}).json()
+    with db.session() as s:
+        reused = s.scalar(select(func.min(Message.id)))
+    assert reused <= last  # the situation the test is about: an id given out twice
+    assert "echo:second" in [r["text"] for r in second["replies"]]
+
+
 def test_web_chat_answer_delayed_then_collected_once(client, fake_rasa, content):
     fake_rasa.down = True
     first = client.post("/webchat/api/message", json={"user_id": "webwait0001", "text": "are you there",
