@@ -7,7 +7,10 @@ Nothing connects at import time.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional, TypeVar
@@ -33,6 +36,7 @@ from sqlalchemy.orm import Session, declarative_base, sessionmaker
 from bot.crypto import EncryptedText, Keyring, configure
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 Base = declarative_base()
 
@@ -338,10 +342,6 @@ async def until_recorded(record: Callable[[], T], within: float, what: str,
     For what must not be done twice when it is recorded late: a reply the platform has accepted, an
     answer Rasa has given. Forgetting it because the database was restarting would send the reply
     again, or ask Rasa again (failure test in `make bench`)."""
-    import asyncio
-    import logging
-    import time
-
     deadline, delay = time.monotonic() + within, 0.2
     while True:
         try:
@@ -349,7 +349,7 @@ async def until_recorded(record: Callable[[], T], within: float, what: str,
         except Exception as exc:
             if not database_unavailable(exc) or time.monotonic() + delay > deadline or stopping():
                 raise
-            logging.getLogger(__name__).warning("database unavailable; recording %s again in %.1fs", what, delay)
+            log.warning("database unavailable; recording %s again in %.1fs", what, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 

@@ -15,9 +15,10 @@ bot/tracker_store.py reads and erases them as before):
    (`make bench`: turn 200 took 1.8 times turn 10, in stock Rasa as well). `retrieve` now gives Rasa
    the last `WINDOW_TURNS` user turns, preceded by the state the conversation was in when the window
    starts: every slot that differs from its initial value, and the active form with its flags. What
-   the policies look at is unchanged: the memoization policy reads 4 turns back, the longest rule
-   fewer than that, and none of our rules needs the conversation's start (tests/unit/
-   test_rasa_tracker_store.py checks the rules and the predictions). Nothing is deleted: the window
+   the policies look at is unchanged: the memoization policy reads 4 turns back, no rule or story has
+   more than 3 user steps, and none of our rules needs the conversation's start. tests/unit/
+   test_rasa_tracker_store.py checks the state and the last turns' states; tests/slow/
+   test_rasa_project.py checks the trained policies' predictions at every point of a long conversation. Nothing is deleted: the window
    only shapes what Rasa works on; the stored conversation is whole, and `retrieve_full_tracker`
    (Rasa's API, exports) returns all of it.
 
