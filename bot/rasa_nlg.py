@@ -63,10 +63,14 @@ class GatewayNLG(CallbackNaturalLanguageGenerator):
         kwargs.pop("domain_responses", None)
         body = request_body(utter_action, tracker, output_channel, kwargs)
         params = {"token": self.nlg_endpoint.token} if self.nlg_endpoint.token else {}
-        async with self._client().post(self.nlg_endpoint.url, json=body, params=params) as response:
-            if response.status != 200:
-                raise RasaException(f"NLG endpoint answered {response.status} for {utter_action}")
-            content = await response.json()
+        try:
+            async with self._client().post(self.nlg_endpoint.url, json=body, params=params) as response:
+                if response.status != 200:
+                    raise RasaException(f"NLG endpoint answered {response.status} for {utter_action}")
+                content = await response.json()
+        except (aiohttp.ClientError, OSError) as exc:
+            # aiohttp's message carries the URL with its ?token=: never let it reach a log.
+            raise RasaException(f"NLG endpoint unreachable for {utter_action}: {type(exc).__name__}") from None
         if plausible_response(content):
             return content
         raise RasaException("NLG web endpoint returned an invalid response.")

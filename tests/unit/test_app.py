@@ -221,3 +221,20 @@ def test_our_nlg_request_does_not_grow_with_the_conversation():
     body = request_body("utter_rights", long, "gateway", {})
     assert body["tracker"] == {"sender_id": "c1", "slots": {"language": "ar"}, "gateway_language": None}
     assert "Amina" not in _json.dumps(body)
+
+
+def test_an_unreachable_nlg_endpoint_error_does_not_carry_the_token():
+    import asyncio
+
+    from rasa.shared.core.trackers import DialogueStateTracker
+    from rasa.shared.exceptions import RasaException
+    from rasa.utils.endpoints import EndpointConfig
+
+    from bot.rasa_nlg import GatewayNLG
+
+    nlg = GatewayNLG(EndpointConfig(url="http://127.0.0.1:9/nlg", token="secret-nlg-token-123"))
+    tracker = DialogueStateTracker.from_events("c1", [])
+    with pytest.raises(RasaException) as raised:
+        asyncio.run(nlg.generate("utter_rights", tracker, "gateway"))
+    assert "secret-nlg-token-123" not in str(raised.value) and raised.value.__cause__ is None
+    assert raised.value.__suppress_context__
