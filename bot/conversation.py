@@ -388,10 +388,13 @@ class ConversationService:
 
         replies: List[Reply] = []
         directives: List[str] = []
+        answered_in: Optional[str] = None  # the language Rasa rendered its last answer in (bot.rasa_nlg)
         started = time.perf_counter()
         try:
             for message in outgoing:
                 for answer in await self.rasa.send(cid, message, {"language": language, "channel": channel}):
+                    if isinstance(answer.get("language"), str):
+                        answered_in = self._supported(answer["language"]) or answered_in
                     custom = answer.get("custom")
                     if isinstance(custom, dict) and custom.get("crossroads") in DIRECTIVES:
                         directives.append(custom["crossroads"])
@@ -414,11 +417,18 @@ class ConversationService:
 
         # Rasa has answered (and saved the turn): from here on, wait out a database restart rather than
         # fail the turn, which would ask Rasa the same message again.
-        current = await until_recorded(lambda: self.language_of(cid), RECORD_WITHIN_SECONDS, "an answer")
-        if current is None:
-            # The person's data was erased during this turn: deliver these replies, store nothing.
-            return Turn(cid, row.id, "gone", ephemeral=_plain(replies), channel=channel, address=address)
-        language = current
+        chosen = None
+        if answered_in is not None and answered_in != language:
+            # Rasa's `language` slot changed during the turn (the person chose a language): _finish records it.
+            chosen = language = answered_in
+        elif answered_in is None and "erase" not in directives:
+            # No rendered answer told the language; a generator that records it itself (bot.rasa_nlg.GatewayNLG
+            # through /nlg) may have changed it.
+            current = await until_recorded(lambda: self.language_of(cid), RECORD_WITHIN_SECONDS, "an answer")
+            if current is None:
+                # The person's data was erased during this turn: deliver these replies, store nothing.
+                return Turn(cid, row.id, "gone", ephemeral=_plain(replies), channel=channel, address=address)
+            language = current
         if "erase" in directives:
             # "Delete my data", confirmed: Rasa has answered and saved its tracker, so both stores can go now.
             erased = await asyncio.to_thread(erase_person, self.db, self.tracker, cid)
@@ -443,7 +453,8 @@ class ConversationService:
         # A pressed button keeps its title for the transcript; typed text is kept as Rasa saw it.
         return await until_recorded(
             lambda: self._finish(row, replies, channel, address, text=None if prepared.trusted else prepared.message,
-                                 payload=prepared.message if prepared.trusted else None, notice=notice),
+                                 payload=prepared.message if prepared.trusted else None, notice=notice,
+                                 chosen_language=chosen),
             RECORD_WITHIN_SECONDS, "an answer")
 
     # -- privacy: the notice, the storage choice, "what do you keep about me" --------------------------------
@@ -487,7 +498,8 @@ class ConversationService:
         return Reply(rendered.text, rendered.buttons)
 
     def _finish(self, row: Message, replies: List[Reply], channel: str, address: Optional[str],
-                text: Optional[str] = None, payload: Optional[str] = None, notice: bool = False) -> Turn:
+                text: Optional[str] = None, payload: Optional[str] = None, notice: bool = False,
+                chosen_language: Optional[str] = None) -> Turn:
         with self.db.session() as s:
             conv = s.get(Conversation, row.conversation_id)
             current = s.get(Message, row.id)
@@ -503,6 +515,8 @@ class ConversationService:
                 current.payload = payload[:256]
             conv.delay_notified = False
             conv.last_activity_at = utcnow()
+            if chosen_language is not None and conv.language != chosen_language:
+                conv.language, conv.language_source = chosen_language, "chosen"
             if notice and conv.notice_sent_at is None:
                 conv.notice_sent_at = utcnow()
             self._enqueue(s, conv, replies, row.id)

@@ -1,6 +1,6 @@
 """The channel through which the gateway talks to Rasa (configured in credentials.yml).
 
-Like Rasa's REST channel, with three differences that matter here:
+Like Rasa's REST channel, with four differences that matter here:
 - one response stays one message: Rasa's collector splits text at every blank line, which would
   turn one answer into several Telegram/WhatsApp notifications; splitting for a platform's
   length limit is the gateway's job;
@@ -8,14 +8,16 @@ Like Rasa's REST channel, with three differences that matter here:
 - a turn that failed is an HTTP error, never a 200 with no answer (Rasa's REST channel swallows the
   error and the person would get silence): 503 when a store was unreachable (the tracker store's
   database restarting, the Redis lock store), so the gateway tries another replica or waits;
-  500 for anything else.
+  500 for anything else;
+- each answer carries the `language` it was rendered in (bot.rasa_nlg), so the gateway learns of a
+  language the person chose without asking the database or being called back.
 """
 
 from __future__ import annotations
 
 import logging
 from asyncio import CancelledError
-from typing import Any, Awaitable, Callable, Text
+from typing import Any, Awaitable, Callable, Dict, Text
 
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 from rasa.core.channels.rest import RestInput
@@ -50,6 +52,14 @@ class GatewayOutput(CollectingOutputChannel):
 
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
         await self._persist_message(self._message(recipient_id, text=text))
+
+    async def send_response(self, recipient_id: Text, message: Dict[Text, Any]) -> None:
+        """Each answer keeps the language it was rendered in (bot.rasa_nlg), which the gateway records."""
+        language, start = message.get("language"), len(self.messages)
+        await super().send_response(recipient_id, message)
+        if isinstance(language, str):
+            for collected in self.messages[start:]:
+                collected["language"] = language
 
 
 class GatewayInput(RestInput):

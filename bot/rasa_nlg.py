@@ -1,27 +1,36 @@
-"""Rasa's NLG callback to the gateway, sending only what the gateway reads.
+"""How the Rasa servers get their answers' text: rendered in the Rasa process, or asked of the gateway.
 
-Rasa's `CallbackNaturalLanguageGenerator` posts the whole conversation (every event of the session,
-with the person's messages) to the NLG endpoint for each answer. That made every answer's cost grow
-with the conversation's length, and after about 23 turns the request passed the gateway's 64 KiB
-body limit: answers of custom actions then failed and the person got nothing (found by `make bench`).
-The gateway's `/nlg` reads the response name, its arguments, the conversation id and the `language`
-slot (bot/app.py), so that is all this generator sends: a request of constant size, and no message
-text travelling between processes. One HTTP session per process is kept open instead of one per answer.
+`ContentNLG` (the default, endpoints.yml and endpoints.prod.yml: `nlg: type: bot.rasa_nlg.ContentNLG`)
+renders each response in the Rasa server itself, from the same content files the gateway reads
+(data/content/<lang>.yml, `bot.content.ContentStore`). Each answer carries the language it was
+rendered in, and the gateway records a language the person chose from the answers of the turn
+(bot/conversation.py). Until issue 9's third round, every response was an HTTP request from Rasa to the
+gateway's `/nlg`: two or three per turn (docs/decisions/0009-performance.md).
 
-Configured in endpoints.yml and endpoints.prod.yml: `nlg: type: bot.rasa_nlg.GatewayNLG`.
+`GatewayNLG` asks the gateway's `/nlg` instead (one place to change content without restarting the
+Rasa servers). Rasa's own `CallbackNaturalLanguageGenerator` posts the whole conversation with every
+answer; that made every answer's cost grow with the conversation's length, and after about 23 turns the
+request passed the gateway's 64 KiB body limit (found by `make bench`). `GatewayNLG` sends what `/nlg`
+reads: the response name, its arguments, the conversation id and the language, a request of constant
+size with no message text, over one HTTP session per process.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional, Text
+import os
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Text
 
 import aiohttp
 from rasa.core.constants import DEFAULT_REQUEST_TIMEOUT
 from rasa.core.nlg.callback import CallbackNaturalLanguageGenerator
+from rasa.core.nlg.generator import NaturalLanguageGenerator
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.exceptions import RasaException
 from rasa.utils.endpoints import EndpointConfig
+
+from bot.content import ContentError, ContentStore
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +83,37 @@ class GatewayNLG(CallbackNaturalLanguageGenerator):
         if plausible_response(content):
             return content
         raise RasaException("NLG web endpoint returned an invalid response.")
+
+
+def answer_language(content: ContentStore, arguments: Mapping[str, Any], tracker: DialogueStateTracker) -> str:
+    """The language to answer in: an explicit `language` argument, else the `language` slot, else the
+    language the gateway sent with this turn's message (the conversation's, as the gateway holds it)."""
+    metadata = (tracker.latest_message.metadata if tracker.latest_message else None) or {}
+    for candidate in (arguments.get("language"), tracker.get_slot("language"), metadata.get("language")):
+        if isinstance(candidate, str) and candidate in content.languages:
+            return candidate
+    return content.resolve_language(None)
+
+
+class ContentNLG(NaturalLanguageGenerator):
+    """Renders responses in the Rasa server from the content files; no request leaves the process.
+
+    The content folder is the endpoint's `content_dir`, else $CONTENT_DIR (the gateway's setting of the
+    same name), else data/content. A response the content does not have fails the turn (the gateway then
+    retries and finally answers `utter_default`), as an unknown response at `/nlg` did."""
+
+    def __init__(self, endpoint_config: Optional[EndpointConfig] = None, domain: Any = None, **_: Any) -> None:
+        kwargs = endpoint_config.kwargs if endpoint_config is not None else {}
+        folder = kwargs.get("content_dir") or os.environ.get("CONTENT_DIR")
+        self.content = ContentStore(Path(folder)) if folder else ContentStore()
+
+    async def generate(self, utter_action: Text, tracker: DialogueStateTracker, output_channel: Text,
+                       **kwargs: Any) -> Dict[Text, Any]:
+        kwargs.pop("domain_responses", None)
+        language = answer_language(self.content, kwargs, tracker)
+        try:
+            rendered = self.content.render(utter_action, language, kwargs)
+        except ContentError:
+            raise RasaException(f"no content for the response {utter_action}") from None
+        # `language` reaches the gateway with the answer (BotUttered metadata, bot.rasa_channel.GatewayOutput).
+        return {**rendered.as_nlg(), "language": rendered.language}

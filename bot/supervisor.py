@@ -97,6 +97,8 @@ def environment(settings: Settings, actions_port: int = 5055) -> Dict[str, str]:
         "ACTION_SERVER_URL": f"http://127.0.0.1:{actions_port}/webhook",
         "GATEWAY_URL": f"http://127.0.0.1:{settings.gateway_port}",
         "NLG_TOKEN": settings.nlg_token.reveal(),
+        # Rasa renders answers from the gateway's content files (bot.rasa_nlg.ContentNLG), set in .env or not.
+        "CONTENT_DIR": str(settings.content_dir),
         # Rasa's SQL tracker store (endpoints.yml) is the file TRACKER_STORE_URL names, which the gateway
         # purges and erases from.
         "RASA_TRACKER_DB": env.get("RASA_TRACKER_DB") or (sqlite_path(settings.tracker_store_url)

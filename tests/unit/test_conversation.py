@@ -4,6 +4,7 @@ import json
 from sqlalchemy import select
 
 from bot.db import Conversation, Message
+from bot.conversation import Incoming
 from bot.privacy import erase_conversation, pseudonym
 
 
@@ -143,3 +144,34 @@ def test_a_database_error_never_carries_message_text_or_addresses(db):
             s.add(Message(conversation_id="no-such-conversation", direction="in", sender="user",
                           text="my secret story +491511234567"))
     assert "my secret story" not in str(info.value) and "+491511234567" not in str(info.value)
+
+
+async def test_a_language_rasa_answered_in_is_recorded_as_chosen_without_asking_the_database(
+        service, fake_rasa, content, db, monkeypatch):
+    """Rasa renders answers itself (bot.rasa_nlg.ContentNLG) and each carries its language: a person who
+    chose French gets the rest of the turn (the privacy notice) in French, and the gateway keeps French."""
+    fake_rasa.answer = lambda body: [{"text": "Bonjour", "language": "fr"}]
+    accepted = service.accept(Incoming("webchat", "user-0031", payload='/change_language{"language":"fr"}',
+                                       kind="payload"))
+    monkeypatch.setattr(service, "language_of", lambda cid: pytest.fail("the answer told the language"))
+    assert (await service.process_next(accepted.conversation_id)).status == "done"
+    notice = content.render("utter_privacy_notice", "fr", service.privacy_arguments())
+    assert service.collect(accepted.conversation_id)[-1].text == notice.text
+    with db.session() as s:
+        conv = s.get(Conversation, fake_rasa.received[-1]["sender"])
+        assert (conv.language, conv.language_source) == ("fr", "chosen")
+
+
+async def test_an_answer_in_the_language_sent_changes_nothing(service, fake_rasa, db):
+    fake_rasa.answer = lambda body: [{"text": "Hola", "language": body["metadata"]["language"]}]
+    await service.handle("webchat", "user-0032", text="hola", language_hint="es")
+    with db.session() as s:
+        conv = s.get(Conversation, fake_rasa.received[-1]["sender"])
+        assert (conv.language, conv.language_source) == ("es", "suggested")
+
+
+async def test_an_unknown_language_in_an_answer_is_ignored(service, fake_rasa, db):
+    fake_rasa.answer = lambda body: [{"text": "?", "language": "xx"}, {"text": "!", "language": 7}]
+    await service.handle("webchat", "user-0033", text="hello", language_hint="en")
+    with db.session() as s:
+        assert s.get(Conversation, fake_rasa.received[-1]["sender"]).language == "en"

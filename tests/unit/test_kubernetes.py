@@ -283,8 +283,17 @@ def test_rasa_gets_the_gateways_tokens():
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in rasa["extraEnv"] if "valueFrom" in e}
     token_variable = re.fullmatch(r"\$\((\w+)\)", option(rasa["args"], "--auth-token")).group(1)
     assert refs[token_variable] == {"name": "crossroads-secrets", "key": "RASA_TOKEN"}
-    assert refs["NLG_TOKEN"] == {"name": "crossroads-secrets", "key": "NLG_TOKEN"}
     assert refs["PSEUDONYM_KEY"] == {"name": "crossroads-secrets", "key": "PSEUDONYM_KEY"}
+    # Rasa renders answers itself (bot.rasa_nlg.ContentNLG): it holds no token for the gateway's /nlg.
+    assert "NLG_TOKEN" not in refs
+
+
+def test_rasa_renders_answers_from_the_content_files_in_the_image():
+    rendered = yaml.safe_load(render_endpoints(values(RASA_VALUES)))
+    assert rendered["nlg"] == {"type": "bot.rasa_nlg.ContentNLG"}
+    ignored = DOCKERIGNORE.read_text(encoding="utf-8").split()
+    assert not {"data", "data/", "data/content", "data/content/"} & set(ignored)
+    assert sorted((ROOT / "data" / "content").glob("*.yml"))
 
 
 # -- secrets --------------------------------------------------------------------------------------------
@@ -512,13 +521,10 @@ def test_the_gateway_runs_as_the_production_profile_does(settings):
 # -- how the parts find each other ----------------------------------------------------------------------
 def test_the_services_find_each_other():
     rasa, actions = values(RASA_VALUES), values(ACTION_VALUES)
-    gateway_service = manifest("Service", "crossroads-gateway")
     rasa_url = urlsplit(config_data()["RASA_URL"])
     assert (rasa_url.hostname, rasa_url.port) == (rasa["fullnameOverride"], rasa["applicationSettings"]["port"])
-    env = {e["name"]: e.get("value") for e in rasa["extraEnv"]}
-    gateway_url = urlsplit(env["GATEWAY_URL"])
-    assert (gateway_url.hostname, gateway_url.port) == (gateway_service["metadata"]["name"],
-                                                        gateway_service["spec"]["ports"][0]["port"])
+    # Rasa does not call the gateway back (answers are rendered in the Rasa pod, bot.rasa_nlg.ContentNLG).
+    assert "GATEWAY_URL" not in {e["name"] for e in rasa["extraEnv"]}
     action_url = urlsplit(rasa["rasa-action-server"]["external"]["url"])
     assert rasa["rasa-action-server"]["install"] is False
     assert (action_url.hostname, action_url.port, action_url.path) == (actions["fullnameOverride"],
