@@ -94,3 +94,82 @@ def test_no_lexicon_fires_on_an_ordinary_training_example_of_any_language(lex):
                     if match:
                         fired.append((path.stem, block["intent"], text, match.language, match.category))
     assert fired == []
+
+
+def _naive_match(lex, text, language):
+    """The lexicon's rule written plainly: every pattern in order, the message's language first."""
+    normal = normalise(text)
+    if not normal:
+        return None
+    ordered = sorted(lex.patterns, key=lambda p: p[0] != language) if language else lex.patterns
+    for lang, category, compiled in ordered:
+        if compiled.search(normal):
+            return (category, lang, compiled.pattern)
+    return None
+
+
+def test_skipping_patterns_by_their_pieces_changes_no_answer(lex):
+    """`match` searches only patterns with a required piece of text in the message (18 times faster on
+    the training data); its answers must be exactly those of searching every pattern: on every safety
+    test message, every 15th training example, upper-cased ones and ones with no language given."""
+    import yaml
+
+    from bot.settings import ROOT
+
+    texts = []
+    for path in sorted((ROOT / "data" / "nlu").glob("*.yml")):
+        for block in yaml.safe_load(path.read_text(encoding="utf-8"))["nlu"]:
+            lines = [l.strip()[2:].strip() for l in block["examples"].splitlines() if l.strip().startswith("- ")]
+            texts += [(t, path.stem) for t in lines[::15]]
+
+    def strings(value):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, list):
+            for item in value:
+                yield from strings(item)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if key != "language":
+                    yield from strings(item)
+
+    for path in sorted((ROOT / "tests" / "safety").rglob("*.yml")):
+        texts += [(t, path.stem) for t in strings(yaml.safe_load(path.read_text(encoding="utf-8")))]
+    texts += [(t.upper(), lang) for t, lang in texts[::4]] + [(t, None) for t, lang in texts[::6]]
+    found = [lex.match(t, lang) for t, lang in texts]
+    assert [(m.category, m.language, m.pattern) if m else None for m in found] == \
+        [_naive_match(lex, t, lang) for t, lang in texts]
+    assert sum(m is not None for m in found) > 1000  # the comparison covered many matches, not only misses
+
+
+@pytest.mark.parametrize("pattern,pieces", [
+    (r"help me", {"help me"}),
+    (r"\b(?:kill|hurt)\w* me\b", {"kill", "hurt"}),  # the longer requirement wins over " me"
+    (r"(?:very )?scared", {"scared"}),  # an optional part requires nothing
+    (r"\w+", None),
+    (r"[^a]x", {"x"}),
+    (r"(?!police).*prison", {"prison"}),  # a negative look-ahead requires nothing, the rest does
+    (r"(?=.*passport)", {"passport"}),  # a positive one does
+    (r"a?", None),
+    (r"ΣΟΣ", {"ςος"}),  # σ and ς are one letter to re.IGNORECASE: both written ς (bot.safety.fold)
+    (r"prİson", {"prison"}),  # re lower-cases İ to i (str.lower gives two characters)
+])
+def test_the_pieces_a_pattern_requires(pattern, pieces):
+    from bot.safety import required_pieces
+
+    assert required_pieces(pattern) == (frozenset(pieces) if pieces is not None else None)
+
+
+def test_a_pattern_matches_wherever_its_pieces_say_it_can():
+    """Where re.IGNORECASE matches, a piece is found in the folded message: upper case in the pattern,
+    final sigma, dotless i, long s, old Cyrillic letter forms."""
+    import re
+
+    from bot.safety import fold, required_pieces
+
+    for pattern, text in (("PASSPORT", "my passport"), ("ΣΟΣ", "σος"), ("ΣΟΣ", "σοσ"), ("prison", "prıson"),
+                          ("İstanbul", "istanbul"), ("help", "help"), ("помощь", "пᲂмощь"), ("(?:very )?sad", "ſad")):
+        pieces = required_pieces(pattern)
+        assert pieces, pattern
+        assert re.search(pattern, normalise(text), re.IGNORECASE), (pattern, text)
+        assert any(p in fold(normalise(text)) for p in pieces), (pattern, text, pieces)
