@@ -306,53 +306,68 @@ class ConversationService:
             self._enqueue(s, conv, [self._reply("utter_rate_limited", conv.language)], None, kind="rate_limited")
 
     # -- step 2: process -----------------------------------------------------------------------
-    def next_pending(self, cid: str) -> Optional[Message]:
-        with self.db.session() as s:
-            return s.scalars(select(Message).where(
-                Message.conversation_id == cid, Message.direction == "in", Message.state == IN_PENDING)
-                .order_by(Message.sequence, Message.id).limit(1)).first()
+    def next_pending(self, cid: str, session: Any = None) -> Optional[Message]:
+        if session is None:
+            with self.db.session() as s:
+                return self.next_pending(cid, s)
+        return session.scalars(select(Message).where(
+            Message.conversation_id == cid, Message.direction == "in", Message.state == IN_PENDING)
+            .order_by(Message.sequence, Message.id).limit(1)).first()
 
-    async def process_next(self, cid: str) -> Optional[Turn]:
-        """Process the conversation's oldest waiting message, if it is due; None when there is none.
+    def _next_turn(self, cid: str, when_idle: Optional[Callable[[Any], None]]):
+        """In one transaction: the oldest waiting message and, when it is due, its turn's context
+        (`_turn_context`); with no waiting message, `when_idle(session)` runs (the worker's lease release)."""
+        with self.db.session() as s:
+            row = self.next_pending(cid, s)
+            if row is None:
+                if when_idle is not None:
+                    when_idle(s)
+                return None
+            if row.next_attempt_at is not None and row.next_attempt_at > utcnow():
+                return row, None
+            return row, self._turn_context(row, s)
+
+    async def process_next(self, cid: str, when_idle: Optional[Callable[[Any], None]] = None) -> Optional[Turn]:
+        """Process the conversation's oldest waiting message, if it is due; None when there is none
+        (after running `when_idle` with the session that found none).
 
         Database work runs in threads (`asyncio.to_thread`): the gateway's event loop serves webhooks and
         every other conversation's turn meanwhile, instead of waiting for PostgreSQL."""
-        row = await asyncio.to_thread(self.next_pending, cid)
-        if row is None:
+        found = await asyncio.to_thread(self._next_turn, cid, when_idle)
+        if found is None:
             return None
-        if row.next_attempt_at is not None and row.next_attempt_at > utcnow():
+        row, context = found
+        if context is None:
             return Turn(cid, row.id, "retry", retry_at=row.next_attempt_at)
-        turn = await self._process(row)
+        turn = await self._process(row, context)
         metrics.TURNS.inc(outcome=turn.status)
         if turn.status in ("done", "gone"):
             metrics.RESPONSE_SECONDS.observe(max((utcnow() - row.created_at).total_seconds(), 0.0))
         return turn
 
-    def _turn_context(self, row: Message):
+    def _turn_context(self, row: Message, s: Any):
         """The conversation's language, channel, address, whether the notice is due and whether this is
         its first message; or the Turn when there is nothing to ask Rasa (erased; a counsellor holds it)."""
         cid = row.conversation_id
-        with self.db.session() as s:
-            conv = s.get(Conversation, cid)
-            if conv is None:
-                return Turn(cid, row.id, "gone")
-            held = held_by_counsellor(s, cid)
-            if held is not None:
-                # A counsellor holds the conversation: the bot is silent and Rasa is not called.
-                current = s.get(Message, row.id)
-                if current is not None:
-                    current.state, current.next_attempt_at = IN_DONE, None
-                conv.last_activity_at = utcnow()
-                return Turn(cid, row.id, "done")
-            first_turn = not s.scalar(select(func.count(Message.id)).where(
-                Message.conversation_id == cid, Message.direction == "in", Message.id < row.id,
-                Message.state != IN_LIMITED))
-            return (conv.language, conv.language_source, conv.channel, conv.address, conv.notice_sent_at is None,
-                    first_turn)
+        conv = s.get(Conversation, cid)
+        if conv is None:
+            return Turn(cid, row.id, "gone")
+        held = held_by_counsellor(s, cid)
+        if held is not None:
+            # A counsellor holds the conversation: the bot is silent and Rasa is not called.
+            current = s.get(Message, row.id)
+            if current is not None:
+                current.state, current.next_attempt_at = IN_DONE, None
+            conv.last_activity_at = utcnow()
+            return Turn(cid, row.id, "done")
+        first_turn = not s.scalar(select(func.count(Message.id)).where(
+            Message.conversation_id == cid, Message.direction == "in", Message.id < row.id,
+            Message.state != IN_LIMITED))
+        return (conv.language, conv.language_source, conv.channel, conv.address, conv.notice_sent_at is None,
+                first_turn)
 
-    async def _process(self, row: Message) -> Turn:
+    async def _process(self, row: Message, context: Any) -> Turn:
         cid = row.conversation_id
-        context = await asyncio.to_thread(self._turn_context, row)
         if isinstance(context, Turn):
             return context
         language, source, channel, address, notice_due, first_turn = context
@@ -522,7 +537,7 @@ class ConversationService:
             self._enqueue(s, conv, replies, row.id)
             if conv.storage != KEPT:  # not kept: the message is answered, so its text goes now
                 minimise(self.db, row.conversation_id, session=s)
-        return Turn(row.conversation_id, row.id, "done")
+        return Turn(row.conversation_id, row.id, "done", channel=channel)
 
     def _postpone(self, row: Message, language: str) -> Turn:
         attempts = row.attempts + 1

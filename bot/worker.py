@@ -21,7 +21,7 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Protocol, Set
+from typing import Any, Dict, List, Optional, Protocol, Set
 
 from sqlalchemy import func, select, update
 
@@ -89,6 +89,7 @@ class Worker:
         self._inbound = asyncio.Event()
         self._outbound = asyncio.Event()
         self._processing: Set[str] = set()
+        self._passed_over = False  # the process loop skipped a waiting conversation (busy, or at capacity)
         self._sending: Set[str] = set()
         self._tasks: Set[asyncio.Task] = set()
         self._loops: List[asyncio.Task] = []
@@ -169,10 +170,12 @@ class Worker:
                 (until_col.is_(None)) | (until_col < now) | (owner_col == self.owner))
                 .values({owner_col: self.owner, until_col: now + self.lease})).rowcount == 1
 
-    def _release(self, cid: str, owner_col, until_col) -> None:
-        with self.db.session() as s:
-            s.execute(update(Conversation).where(Conversation.id == cid, owner_col == self.owner)
-                      .values({owner_col: None, until_col: None}))
+    def _release(self, cid: str, owner_col, until_col, session: Any = None) -> None:
+        if session is None:
+            with self.db.session() as s:
+                return self._release(cid, owner_col, until_col, s)
+        session.execute(update(Conversation).where(Conversation.id == cid, owner_col == self.owner)
+                        .values({owner_col: None, until_col: None}))
 
     # -- processing ------------------------------------------------------------------------------
     async def _process_loop(self) -> None:
@@ -180,6 +183,7 @@ class Worker:
             try:
                 for cid in await asyncio.to_thread(self.service.pending_conversations):
                     if cid in self._processing or len(self._processing) >= self.concurrency:
+                        self._passed_over = True  # look again when a conversation is done
                         continue
                     if await asyncio.to_thread(self._claim, cid, Conversation.lease_owner, Conversation.lease_until):
                         self._processing.add(cid)
@@ -194,6 +198,9 @@ class Worker:
 
     async def _process_conversation(self, cid: str) -> None:
         claimed = time.monotonic()  # _process_loop has just claimed it
+        released = False
+        # With no message left, the lease goes in the transaction that found none (one round trip less).
+        release = lambda s: self._release(cid, Conversation.lease_owner, Conversation.lease_until, s)  # noqa: E731
         try:
             while not self._stopping:
                 if not self._lease_is_fresh(claimed):
@@ -201,24 +208,32 @@ class Worker:
                                                    Conversation.lease_until):
                         break
                     claimed = time.monotonic()
-                turn = await self.service.process_next(cid)
+                turn = await self.service.process_next(cid, when_idle=release)
                 if turn is None:
+                    released = True
                     break
                 if turn.ephemeral and turn.channel not in self.senders and turn.message_id in self._done:
                     self._unstored[turn.message_id] = list(turn.ephemeral)
                 self._notify(turn.message_id)
                 if turn.ephemeral:
                     await self._send_ephemeral(turn)
-                self.wake_sender()
+                if turn.channel is None or turn.channel in self.senders:
+                    self.wake_sender()  # not for a web chat turn: its request collects the replies
                 if turn.status == "retry":
                     break
         except Exception:
             log.exception("processing failed conversation=%s", cid)
         finally:
             self._processing.discard(cid)
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self._release, cid, Conversation.lease_owner, Conversation.lease_until)
-            self.wake()  # a place is free: take the next waiting conversation now, not at the next poll
+            if not released:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self._release, cid, Conversation.lease_owner, Conversation.lease_until)
+            if self._passed_over or not released:
+                # A place is free, or a message arrived for this conversation while it was being worked on:
+                # take the next waiting conversation now, not at the next poll. (A message accepted after
+                # this point wakes the loop itself.)
+                self._passed_over = False
+                self.wake()
 
     def _notify(self, message_id: int) -> None:
         self._finished[message_id] = None
@@ -329,11 +344,15 @@ class Worker:
             await self._sleep(self._outbound)
 
     def _next_delivery(self, cid: str):
+        # The reply first, then the conversation: each statement sees what was committed when it ran
+        # (PostgreSQL's read committed; SQLite's driver begins no transaction for reads), so the window and
+        # address read are at least as new as the reply (a unit test caught a reply stored together with a
+        # change of the window being sent by the older window).
         with self.db.session() as s:
-            conv = s.get(Conversation, cid)
             row = s.scalars(select(Message).where(Message.conversation_id == cid, Message.direction == "out",
                                                   Message.state == OUT_PENDING)
                             .order_by(Message.id).limit(1)).first()
+            conv = s.get(Conversation, cid)
             return conv, row
 
     async def _send_conversation(self, cid: str) -> None:
