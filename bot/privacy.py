@@ -20,9 +20,10 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, text, update
 
 from bot.settings import Secret
 
@@ -115,6 +116,20 @@ def minimise(db: "Database", conversation_id: Optional[str] = None, session: Any
     messages of open counsellor cases are left alone. Returns how many messages were blanked. With
     `session`, inside that transaction (a turn's own), else in one of its own.
     """
+    query = _minimise_statement(conversation_id is not None)
+    parameters = {"only_conversation": conversation_id} if conversation_id is not None else {}
+    if session is not None:
+        session.flush()
+        return session.execute(query, parameters).rowcount
+    with db.session() as s:
+        return s.execute(query, parameters).rowcount
+
+
+@lru_cache(maxsize=2)
+def _minimise_statement(one_conversation: bool):
+    """Built once: SQLAlchemy then reuses its cache key and compiled form. Built per call, twice per turn,
+    `minimise` was 20% of the gateway's Python time under a 50-conversation load (py-spy), much of it
+    building the statement and computing its cache key."""
     from bot.db import IN_PENDING, OUT_FAILED, OUT_SENT, Conversation, Message
 
     not_kept = select(Conversation.id).where(or_(Conversation.storage.is_(None), Conversation.storage != KEPT))
@@ -123,14 +138,9 @@ def minimise(db: "Database", conversation_id: Optional[str] = None, session: Any
     query = update(Message).where(Message.conversation_id.in_(not_kept),
                                   Message.conversation_id.not_in(_open_case_conversations()),
                                   done, or_(Message.text != "", Message.payload.isnot(None)))
-    if conversation_id is not None:
-        query = query.where(Message.conversation_id == conversation_id)
-    query = query.values(text="", payload=None).execution_options(synchronize_session=False)
-    if session is not None:
-        session.flush()
-        return session.execute(query).rowcount
-    with db.session() as s:
-        return s.execute(query).rowcount
+    if one_conversation:
+        query = query.where(Message.conversation_id == bindparam("only_conversation"))
+    return query.values(text="", payload=None).execution_options(synchronize_session=False)
 
 
 # -- retention ---------------------------------------------------------------------------------------------
