@@ -11,11 +11,7 @@ knowledge, independently of the training data and of the safety test set (tests/
 
 from __future__ import annotations
 
-import _sre
 import re
-import sre_compile
-import sre_constants as C
-import sre_parse
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,6 +19,17 @@ from pathlib import Path
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 import yaml
+
+try:  # Python 3.10's parser of regular expressions (private; moved in 3.11): only for the quick test below
+    import _sre
+    import sre_compile
+    import sre_constants as C
+    import sre_parse
+
+    _IGNORECASE_FIXES = sre_compile._ignorecase_fixes
+except (ImportError, AttributeError):  # then every pattern is searched, as before the quick test
+    sre_parse = None
+    _IGNORECASE_FIXES = {}
 
 from bot.errors import ContentError
 from bot.settings import ROOT
@@ -50,7 +57,7 @@ GRAM = 3  # pieces are indexed by their first three characters
 
 # Characters Python's case-insensitive matching treats as one (i and dotless ı, σ and ς, long ſ and s...),
 # each mapped to one representative. A pattern's pieces and the message are both written with it.
-_FOLD = {code: chr(min((code,) + same)) for code, same in sre_compile._ignorecase_fixes.items()
+_FOLD = {code: chr(min((code,) + same)) for code, same in _IGNORECASE_FIXES.items()
          if min((code,) + same) != code}
 
 
@@ -124,9 +131,11 @@ def required_pieces(pattern: str) -> Optional[FrozenSet[str]]:
     """For a pattern compiled with re.IGNORECASE: pieces of text of which any normalised message it matches
     contains at least one, once folded (`fold`); None when unknown. Exact by construction; a test compares
     the lexicon's answers with and without this check on every training and safety example."""
+    if sre_parse is None:
+        return None
     try:
         return _required(sre_parse.parse(pattern, re.IGNORECASE))
-    except (re.error, RecursionError):
+    except (re.error, RecursionError, AttributeError):
         return None
 
 

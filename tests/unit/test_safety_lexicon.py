@@ -173,3 +173,15 @@ def test_a_pattern_matches_wherever_its_pieces_say_it_can():
         assert pieces, pattern
         assert re.search(pattern, normalise(text), re.IGNORECASE), (pattern, text)
         assert any(p in fold(normalise(text)) for p in pieces), (pattern, text, pieces)
+
+
+def test_without_the_regular_expression_parser_every_pattern_is_searched(monkeypatch):
+    """bot.safety uses Python 3.10's private sre_parse only to skip patterns; should a Python upgrade move
+    it, the lexicon must still load and find the same things (by searching every pattern)."""
+    import bot.safety as safety
+
+    monkeypatch.setattr(safety, "sre_parse", None)
+    plain = SafetyLexicon()
+    assert len(plain._always) == len(plain.patterns)
+    found = plain.match("my boss keeps my passport and says I must pay back the debt first")
+    assert found is not None and found.category == "trafficking"
